@@ -1,0 +1,27 @@
+# Every target sets the environment up first (idempotent: about a second once done).
+PY := .venv/bin/python
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup demo demo-seg test test-all clean
+
+setup:
+	@bash scripts/setup.sh
+
+## Train and evaluate Cascade Mask R-CNN + FasterViT-0 on a generated toy COCO dataset (CPU).
+demo: setup
+	@bash scripts/demo_det.sh
+
+## Train and evaluate UperNet + FasterViT-0 on a generated toy ADE20K dataset (CPU).
+demo-seg: setup
+	@bash scripts/demo_seg.sh
+
+## The test suite CI runs: everything, the bounded end-to-end tests included.
+test: setup
+	@$(PY) -m pytest -q
+
+## Only the fast tests (no end-to-end training runs).
+test-fast: setup
+	@$(PY) -m pytest -q -m "not slow"
+
+clean:
+	rm -rf work_dirs data

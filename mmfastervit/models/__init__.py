@@ -1,0 +1,3 @@
+from .fastervit import ARCH_SETTINGS, FasterViT, LayerNorm2d
+
+__all__ = ['ARCH_SETTINGS', 'FasterViT', 'LayerNorm2d']

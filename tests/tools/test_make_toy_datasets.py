@@ -1,0 +1,44 @@
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+from pycocotools.coco import COCO
+
+TOOLS_DIR = Path(__file__).resolve().parents[2] / 'tools' / 'dataset'
+
+
+def _run_tool(monkeypatch, name, *args):
+    monkeypatch.setattr(sys, 'argv', [name, *args])
+    runpy.run_path(str(TOOLS_DIR / name), run_name='__main__')
+
+
+def test_make_toy_coco(tmp_path, monkeypatch, capsys):
+    out = tmp_path / 'toy_coco'
+    args = ['--out', str(out), '--num-train', '3', '--num-val', '2', '--min-side', '64',
+            '--max-side', '80', '--seed', '1']
+    _run_tool(monkeypatch, 'make_toy_coco.py', *args)
+    printed = capsys.readouterr().out
+    assert f'Wrote 3 train and 2 val images to {out}' in printed
+    assert str(out / 'annotations' / 'instances_train.json') in printed
+
+    coco = COCO(str(out / 'annotations' / 'instances_val.json'))
+    assert len(coco.imgs) == 2
+    assert all(64 <= image[side] <= 80 for image in coco.imgs.values()
+               for side in ('height', 'width'))
+    assert len(list((out / 'train').glob('*.jpg'))) == 3
+
+    with pytest.raises(FileExistsError):
+        _run_tool(monkeypatch, 'make_toy_coco.py', *args)
+    _run_tool(monkeypatch, 'make_toy_coco.py', *args, '--overwrite')
+
+
+def test_make_toy_ade(tmp_path, monkeypatch, capsys):
+    out = tmp_path / 'toy_ade'
+    _run_tool(monkeypatch, 'make_toy_ade.py', '--out', str(out), '--num-train', '2', '--num-val',
+              '1', '--min-side', '64', '--max-side', '64')
+    printed = capsys.readouterr().out
+    assert f'Wrote 2 train and 1 val images to {out}' in printed
+    for kind, suffix, count in (('images', 'jpg', 2), ('annotations', 'png', 2)):
+        assert len(list((out / kind / 'training').glob(f'*.{suffix}'))) == count
+        assert len(list((out / kind / 'validation').glob(f'*.{suffix}'))) == 1
