@@ -119,10 +119,10 @@ def _summarise(keys: Iterable[str], limit: int = 20) -> str:
     return shown + (f', ... ({len(keys) - limit} more)' if len(keys) > limit else '')
 
 
-def check_and_load(model: torch.nn.Module, state: StateDict, source: str,
-                   allowed_missing: Tuple[str, ...] = ()) -> None:
-    """Load ``state`` into ``model``, raising if any weight is missing (other than keys starting with
-    ``allowed_missing``), unexpected, or of the wrong shape. Nothing is loaded on error."""
+def check_state_dict(model: torch.nn.Module, state: StateDict, source: str,
+                     allowed_missing: Tuple[str, ...] = ()) -> None:
+    """Raise :class:`CheckpointMismatchError` if a weight of ``model`` is missing from ``state``
+    (other than keys starting with ``allowed_missing``), unexpected, or of the wrong shape."""
     own = model.state_dict()
     missing = [k for k in own if k not in state and not k.startswith(allowed_missing)]
     unexpected = [k for k in state if k not in own]
@@ -139,6 +139,12 @@ def check_and_load(model: torch.nn.Module, state: StateDict, source: str,
         raise CheckpointMismatchError(
             f'{source} does not fit this {type(model).__name__} '
             f'(is it another variant?):\n  ' + '\n  '.join(problems))
+
+
+def check_and_load(model: torch.nn.Module, state: StateDict, source: str,
+                   allowed_missing: Tuple[str, ...] = ()) -> None:
+    """Load ``state`` into ``model`` after :func:`check_state_dict`: nothing is loaded on error."""
+    check_state_dict(model, state, source, allowed_missing)
     model.load_state_dict(state, strict=False)
 
 

@@ -63,6 +63,19 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
     """A checkpoint needs globals that could run code, and nobody said to trust it."""
 
 
+class InvalidCheckpointError(RuntimeError):
+    """A file that is not a readable ``torch.save`` checkpoint (another format, truncated, corrupt)."""
+
+    def __init__(self, source: str, cause: Any):
+        lines = str(cause).strip().splitlines() or [type(cause).__name__]
+        # torch prefixes unpickling failures with advice about weights_only that does not apply
+        reason = next((line for line in lines if 'Unpickler error' in line), lines[0])
+        reason = reason[reason.find('Unpickler error'):] if 'Unpickler error' in reason else reason
+        reason = reason.rstrip(': ') or 'unpickling failed'
+        super().__init__(f'{source} is not a readable PyTorch checkpoint (not written by '
+                         f'torch.save, truncated or corrupted): {reason}')
+
+
 def _allowlisted_getattr(owner: Any, name: str) -> Any:
     """Stands in for ``builtins.getattr`` while unpickling: serves only ``_ALLOWED_ATTRIBUTES``."""
     if isinstance(owner, type) and name in _ALLOWED_ATTRIBUTES.get(owner, ()):
@@ -205,15 +218,21 @@ def safe_torch_load(file: FileLike,
                 torch.load, stream, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         message = str(error)
+    except (RuntimeError, KeyError, EOFError, ValueError) as error:
+        raise InvalidCheckpointError(source, error) from error
     digest = _sha256(file)
     if _is_trusted(file, digest):
         print_log(f'Loading trusted checkpoint {source} without restrictions', logger='current')
         with _rewound(file) as stream:
             return torch.load(stream, map_location=map_location, weights_only=False)
-    refused = _with_safe_globals(_refused_globals, file, message)
+    try:
+        refused = _with_safe_globals(_refused_globals, file, message)
+    except Exception as error:  # torch cannot even scan it: not a checkpoint at all
+        raise InvalidCheckpointError(source, error) from error
+    if not refused:
+        raise InvalidCheckpointError(source, message)
     needs = (f'unpickling it needs {", ".join(refused)}, outside the globals known to be safe '
-             '(a checkpoint is a pickle, and a global may run code)'
-             if refused else f'torch refused it:\n{message}\n')
+             '(a checkpoint is a pickle, and a global may run code)')
     raise UnsafeCheckpointError(
         f'Refusing to load checkpoint {source}: {needs}. If you trust this file, allow it with '
         f'mmfastervit.checkpoint.trust_checkpoint(path) or add its path or SHA-256 digest '

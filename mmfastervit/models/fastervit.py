@@ -50,6 +50,7 @@ for _size, _windows in {224: (14, 7), 384: (24, 12), 512: (32, 16), 768: (48, 24
 ARCH_DEFAULTS = dict(window_size=(7, 7, 7, 7), ct_size=2, hat=(False, False, True, False),
                      layer_scale=None, propagation=False, mlp_ratio=4.0)
 NUM_STAGES = 4
+MIN_INPUT_SIZE = 32
 CONV_STAGES = 2  # stages 0 and 1 are convolutional, 2 and 3 transformer stages
 
 
@@ -136,6 +137,25 @@ class Downsample(nn.Module):
         return self.conv(self.norm(x))
 
 
+class TokenLinear(nn.Linear):
+    """``nn.Linear`` over token features (..., C).
+
+    On the CPU in fp32 eager mode the product runs as a 1x1 convolution over a channels-last view
+    of the tokens (an image of M pixels with C channels; no copy): the same arithmetic, computed by
+    oneDNN's JIT kernels, which on AVX-512 CPUs are about twice as fast as the BLAS GEMM behind
+    ``F.linear``. Elsewhere (GPU, autocast, compilation, export) it is ``F.linear``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.device.type != 'cpu' or x.dtype != torch.float32 or torch.is_autocast_enabled('cpu')
+                or torch.compiler.is_compiling() or torch.jit.is_tracing()
+                or torch.onnx.is_in_onnx_export()):
+            return F.linear(x, self.weight, self.bias)
+        pixels = x.reshape(1, -1, 1, self.in_features).permute(0, 3, 1, 2)
+        out = F.conv2d(pixels, self.weight[:, :, None, None], self.bias)
+        return out.permute(0, 2, 3, 1).reshape(*x.shape[:-1], self.out_features)
+
+
 class PositionMLP(nn.Module):
     """2 -> 512 -> ReLU -> out MLP mapping 2-D coordinates to a positional term (token embeddings or
     per-head attention biases)."""
@@ -188,13 +208,13 @@ class Attention(nn.Module):
         if dim % num_heads:
             raise ValueError(f'dim {dim} is not divisible by num_heads {num_heads}')
         self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = TokenLinear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = TokenLinear(dim, dim)
         self.rel_pos_mlp = PositionMLP(num_heads)
 
     def position_bias(self, rows: int, cols: int, token_order: Optional[torch.Tensor] = None,
                       num_prefix: int = 0) -> torch.Tensor:
-        """(heads, P+N, P+N) bias for the ``rows x cols`` grid; ``token_order`` lists the flat grid
+        """(1, heads, P+N, P+N) bias for the ``rows x cols`` grid; ``token_order`` lists the flat grid
         position of each token (default row-major); the ``num_prefix`` tokens in front of the grid
         tokens (carrier tokens of a window) get no bias."""
         device = self.qkv.weight.device
@@ -205,7 +225,7 @@ class Attention(nn.Module):
         bias = table[index].permute(2, 0, 1)
         if num_prefix:
             bias = F.pad(bias, (num_prefix, 0, num_prefix, 0))
-        return bias
+        return bias.unsqueeze(0)
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         batch, length, dim = x.shape
@@ -219,8 +239,8 @@ class Mlp(nn.Module):
 
     def __init__(self, dim: int, hidden_dim: int):
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim)
-        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.fc1 = TokenLinear(dim, hidden_dim)
+        self.fc2 = TokenLinear(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(F.gelu(self.fc1(x)))
@@ -265,9 +285,10 @@ class CarrierLayer(TransformerLayer):
 class PositionalTerms(NamedTuple):
     """Shape-dependent terms of one HAT block, derived from its weights and the feature geometry."""
     window_pos: torch.Tensor  # (w*w, C) added to every window's tokens
-    window_bias: torch.Tensor  # (heads, P+w*w, P+w*w), P carriers per window (0 without HAT)
+    window_bias: torch.Tensor  # (1, heads, P+w*w, P+w*w), P carriers per window (0 without HAT)
     carrier_pos: Optional[torch.Tensor] = None  # (T, C) for the T carriers of an image
-    carrier_bias: Optional[torch.Tensor] = None  # (heads, T, T)
+    carrier_bias: Optional[torch.Tensor] = None  # (1, heads, T, T)
+    propagation_index: Optional[torch.Tensor] = None  # (w*w, ) carrier of each window token
 
 
 class WindowGeometry(NamedTuple):
@@ -302,8 +323,37 @@ class HATBlock(TransformerLayer):
         self.carrier = CarrierLayer(dim, num_heads, mlp_ratio, drop_path,
                                     layer_scale) if with_carriers else None
         self.propagate = propagate
+        self._terms_cache: Dict[tuple, PositionalTerms] = {}
 
     def positional_terms(self, geometry: WindowGeometry) -> PositionalTerms:
+        """The block's shape-dependent terms for ``geometry``.
+
+        In inference (eval mode, no autograd) they are cached per geometry, dtype and device, and
+        keyed by the version counters of the weights they come from, so that any change of those
+        weights (``load_state_dict``, an optimizer step, an in-place edit) recomputes them. In
+        training, and while tracing for ``torch.compile``/export, they are computed in the graph.
+        """
+        if self.training or torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return self.compute_positional_terms(geometry)
+        device = self.norm1.weight.device
+        autocast = (torch.get_autocast_dtype(device.type)
+                    if torch.is_autocast_enabled(device.type) else None)
+        weights = tuple((p.data_ptr(), p._version) for p in self._positional_weights())
+        key = (geometry, self.norm1.weight.dtype, device, autocast, weights)
+        terms = self._terms_cache.get(key)
+        if terms is None:
+            self._terms_cache.clear()  # one geometry at a time: outdated entries are dropped
+            terms = self._terms_cache[key] = self.compute_positional_terms(geometry)
+        return terms
+
+    def _positional_weights(self):
+        mlps = [self.pos_mlp, self.attn.rel_pos_mlp]
+        if self.carrier is not None:
+            mlps += [self.carrier.pos_mlp, self.carrier.attn.rel_pos_mlp]
+        for mlp in mlps:
+            yield from mlp.parameters()
+
+    def compute_positional_terms(self, geometry: WindowGeometry) -> PositionalTerms:
         w, ct = geometry.window, geometry.ct_size
         device = self.norm1.weight.device
         window_pos = self.pos_mlp(grid_coords(w, w, device))
@@ -314,7 +364,12 @@ class HATBlock(TransformerLayer):
         coords = grid_coords(rows, cols, device)[order]
         return PositionalTerms(
             window_pos, self.attn.position_bias(w, w, num_prefix=ct * ct),
-            self.carrier.pos_mlp(coords), self.carrier.attn.position_bias(rows, cols, order))
+            self.carrier.pos_mlp(coords), self.carrier.attn.position_bias(rows, cols, order),
+            nearest_carrier_index(geometry, device) if self.propagate else None)
+
+    def train(self, mode: bool = True):
+        self._terms_cache.clear()
+        return super().train(mode)
 
     def forward(self, x: torch.Tensor, carriers: Optional[torch.Tensor], terms: PositionalTerms,
                 geometry: WindowGeometry) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -329,8 +384,7 @@ class HATBlock(TransformerLayer):
         x = self.residuals(x, terms.window_bias)
         window_carriers, x = x.split([per_window, x.shape[1] - per_window], dim=1)
         if self.propagate:
-            x = x + scaled(window_carriers[:, nearest_carrier_index(geometry, x.device)],
-                           self.carrier.gamma1)
+            x = x + scaled(window_carriers[:, terms.propagation_index], self.carrier.gamma1)
         return x, window_carriers.reshape(batch, num_carriers, dim)
 
 
@@ -461,6 +515,8 @@ class FasterViT(BaseModule):
             this value. Default: the variant's.
         norm_cfg (dict): Norm of the returned features. Default: channel LayerNorm, independent of
             the batch (detection trains with 1-2 images per GPU).
+        check_finite (bool): Validate that inputs hold no NaN/inf values (a debugging aid that
+            costs a pass over the input). Default: False.
         init_cfg (dict, optional): e.g. ``dict(type='Pretrained', checkpoint=PATH_OR_URL)``; official
             FasterViT checkpoints are converted on the fly.
     """
@@ -474,6 +530,7 @@ class FasterViT(BaseModule):
                  with_cp: bool = False,
                  drop_path_rate: Optional[float] = None,
                  norm_cfg: dict = dict(type='LN2d', eps=1e-6),
+                 check_finite: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         settings = resolve_arch(arch)
@@ -488,6 +545,8 @@ class FasterViT(BaseModule):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
+        self.in_channels = in_channels
+        self.check_finite = check_finite
 
         depths, dim = settings['depths'], settings['dim']
         if drop_path_rate is None:
@@ -514,9 +573,22 @@ class FasterViT(BaseModule):
             self.add_module(f'norm{i}', build_norm_layer(norm_cfg, self.out_channels[i])[1])
         self._freeze_stages()
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    def check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4:
             raise ValueError(f'FasterViT expects a (B, C, H, W) batch, got shape {tuple(x.shape)}')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f'FasterViT was built for {self.in_channels}-channel images, got '
+                             f'{x.shape[1]} channels (input shape {tuple(x.shape)})')
+        if min(x.shape[2:]) < MIN_INPUT_SIZE:
+            raise ValueError(f'FasterViT needs inputs of at least {MIN_INPUT_SIZE}x'
+                             f'{MIN_INPUT_SIZE} pixels (stride 32), got {tuple(x.shape[2:])}')
+        if self.check_finite and not torch.isfinite(x).all():
+            raise ValueError(f'FasterViT input holds NaN or infinite values '
+                             f'({int((~torch.isfinite(x)).sum())} of {x.numel()})')
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        if not torch.compiler.is_compiling():
+            self.check_input(x)
         x = self.stem(x)
         outs = []
         for i in range(max(self.out_indices) + 1):

@@ -353,3 +353,19 @@ def test_refusal_message_gives_the_digest_to_trust(harmless_untrusted_checkpoint
     digest = hashlib.sha256(Path(harmless_untrusted_checkpoint).read_bytes()).hexdigest()
     with pytest.raises(UnsafeCheckpointError, match=digest):
         safe_torch_load(harmless_untrusted_checkpoint)
+
+
+@pytest.mark.parametrize('content', [b'hello\n', b'', b'\x80\x02xjunk', b'\x00' * 100, 'truncated'])
+def test_unreadable_files_name_the_file_and_the_problem(tmp_path, content):
+    from mmengine.runner import CheckpointLoader
+    from mmfastervit.checkpoint import InvalidCheckpointError
+    path = tmp_path / 'weights.pth'
+    if content == 'truncated':
+        torch.save({'w': torch.zeros(1000)}, path)
+        content = path.read_bytes()[:2000]
+    path.write_bytes(content)
+    with pytest.raises(InvalidCheckpointError,
+                       match=r'weights.pth is not a readable PyTorch checkpoint \(not written by '
+                             r'torch.save, truncated or corrupted\)') as error:
+        CheckpointLoader.load_checkpoint(str(path))
+    assert 'weights_only' not in str(error.value)

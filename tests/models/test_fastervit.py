@@ -202,3 +202,44 @@ def test_state_dict_holds_no_shape_dependent_tensors():
 def test_input_rank_is_checked():
     with pytest.raises(ValueError, match=r'\(B, C, H, W\)'):
         FasterViT(arch=TINY_ARCH)(torch.randn(3, 64, 64))
+
+
+def test_input_channels_size_and_finiteness_are_checked():
+    model = FasterViT(arch=TINY_ARCH, check_finite=True)
+    with pytest.raises(ValueError, match='built for 3-channel images, got 1 channels'):
+        model(torch.randn(1, 1, 64, 64))
+    with pytest.raises(ValueError, match=r'at least 32x32 pixels .* got \(31, 64\)'):
+        model(torch.randn(1, 3, 31, 64))
+    x = torch.randn(1, 3, 64, 64)
+    x[0, 0, 3, 3] = float('nan')
+    with pytest.raises(ValueError, match='NaN or infinite values'):
+        model(x)
+
+
+def test_inference_cache_follows_weight_changes():
+    """Eval-mode positional terms are cached per geometry, never stale: an in-place weight edit or
+    load_state_dict gives the same result as the uncached (autograd-enabled) computation."""
+    model = FasterViT(arch=dict(TINY_ARCH, layer_scale=0.1, propagation=True)).eval()
+    block = model.stages[2].blocks[0]
+    x = torch.randn(1, 3, 256, 256)
+
+    def cached():
+        with torch.no_grad():
+            return model(x)[2]
+
+    first = cached()
+    assert len(block._terms_cache) == 1
+    torch.testing.assert_close(model(x)[2].detach(), first)
+    with torch.no_grad():
+        block.carrier.attn.rel_pos_mlp.fc2.weight.mul_(3.0)
+        block.pos_mlp.fc1.bias.add_(0.5)
+    edited = cached()
+    assert not torch.allclose(edited, first)
+    torch.testing.assert_close(model(x)[2].detach(), edited)
+    model.load_state_dict(FasterViT(arch=dict(TINY_ARCH, layer_scale=0.1,
+                                              propagation=True)).state_dict())
+    reloaded = cached()
+    torch.testing.assert_close(model(x)[2].detach(), reloaded)
+    assert 'relative' not in ' '.join(model.state_dict())
+    model.train()
+    assert not block._terms_cache

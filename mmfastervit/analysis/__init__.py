@@ -1,0 +1,1 @@
+"""Measurement helpers behind ``tools/benchmark.py`` and ``tools/get_flops.py``."""
