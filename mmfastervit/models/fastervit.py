@@ -169,14 +169,23 @@ class PositionMLP(nn.Module):
         return self.fc2(F.relu(self.fc1(coords)))
 
 
-def grid_coords(rows: int, cols: int, device=None) -> torch.Tensor:
-    """(rows*cols, 2) row-major (row, col) coordinates of a grid, each axis mapped by
-    ``(i - n//2) / (n//2)`` to about [-1, 1] (an axis of size 1 maps to 0)."""
-    axes = []
-    for n in (rows, cols):
-        half = n // 2
-        axes.append((torch.arange(n, dtype=torch.float32, device=device) - half) / max(half, 1))
-    return torch.stack(torch.meshgrid(*axes, indexing='ij'), dim=-1).reshape(-1, 2)
+def grid_positions(rows: int, cols: int, device=None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Row and column index of every cell of a ``rows x cols`` grid, in row-major order."""
+    row, col = torch.meshgrid(torch.arange(rows, device=device), torch.arange(cols, device=device),
+                              indexing='ij')
+    return row.reshape(-1), col.reshape(-1)
+
+
+def axis_coords(index: torch.Tensor, n: int) -> torch.Tensor:
+    """Grid index along an axis of length n -> ``(i - n//2) / (n//2)`` (about [-1, 1]; 0 if n=1)."""
+    half = n // 2
+    return (index.float() - half) / torch.sym_max(half, 1)
+
+
+def position_coords(positions: Tuple[torch.Tensor, torch.Tensor], rows: int,
+                    cols: int) -> torch.Tensor:
+    """(N, 2) normalised (row, col) coordinates of tokens at the given grid positions."""
+    return torch.stack([axis_coords(positions[0], rows), axis_coords(positions[1], cols)], dim=-1)
 
 
 def log_relative_coords(rows: int, cols: int, device=None) -> torch.Tensor:
@@ -185,15 +194,16 @@ def log_relative_coords(rows: int, cols: int, device=None) -> torch.Tensor:
     axes = []
     for n in (rows, cols):
         offsets = torch.arange(-(n - 1), n, dtype=torch.float32, device=device)
-        axes.append(offsets / max(n - 1, 1))
+        axes.append(offsets / torch.sym_max(n - 1, 1))
     table = torch.stack(torch.meshgrid(*axes, indexing='ij'), dim=-1).reshape(-1, 2) * 8
     return torch.sign(table) * torch.log2(table.abs() + 1.0) / 3.0
 
 
-def relative_position_index(token_rows: torch.Tensor, token_cols: torch.Tensor, rows: int,
+def relative_position_index(positions: Tuple[torch.Tensor, torch.Tensor], rows: int,
                             cols: int) -> torch.Tensor:
     """(N, N) index into the relative-offset table of a ``rows x cols`` grid for tokens at the given
     grid positions (in any order)."""
+    token_rows, token_cols = positions
     d_row = token_rows[:, None] - token_rows[None, :] + rows - 1
     d_col = token_cols[:, None] - token_cols[None, :] + cols - 1
     return d_row * (2 * cols - 1) + d_col
@@ -212,16 +222,17 @@ class Attention(nn.Module):
         self.proj = TokenLinear(dim, dim)
         self.rel_pos_mlp = PositionMLP(num_heads)
 
-    def position_bias(self, rows: int, cols: int, token_order: Optional[torch.Tensor] = None,
+    def position_bias(self, rows: int, cols: int,
+                      positions: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
                       num_prefix: int = 0) -> torch.Tensor:
-        """(1, heads, P+N, P+N) bias for the ``rows x cols`` grid; ``token_order`` lists the flat grid
-        position of each token (default row-major); the ``num_prefix`` tokens in front of the grid
+        """(1, heads, P+N, P+N) bias for the ``rows x cols`` grid; ``positions`` gives each token's
+        (row, col) in the grid (default: all cells, row-major); the ``num_prefix`` tokens in front of the grid
         tokens (carrier tokens of a window) get no bias."""
         device = self.qkv.weight.device
         table = 16 * torch.sigmoid(self.rel_pos_mlp(log_relative_coords(rows, cols, device)))
-        if token_order is None:
-            token_order = torch.arange(rows * cols, device=device)
-        index = relative_position_index(token_order // cols, token_order % cols, rows, cols)
+        if positions is None:
+            positions = grid_positions(rows, cols, device)
+        index = relative_position_index(positions, rows, cols)
         bias = table[index].permute(2, 0, 1)
         if num_prefix:
             bias = F.pad(bias, (num_prefix, 0, num_prefix, 0))
@@ -231,7 +242,12 @@ class Attention(nn.Module):
         batch, length, dim = x.shape
         qkv = self.qkv(x).view(batch, length, 3, self.num_heads, dim // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+        if torch.compiler.is_exporting():
+            # the exporter mis-derives the layout of the fused kernel's output for symbolic sizes
+            attn = (q * q.shape[-1]**-0.5) @ k.transpose(-2, -1) + bias.to(q.dtype)
+            x = attn.softmax(dim=-1) @ v
+        else:
+            x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
         return self.proj(x.transpose(1, 2).reshape(batch, length, dim))
 
 
@@ -298,15 +314,14 @@ class WindowGeometry(NamedTuple):
     cols: int  # windows along W
     ct_size: int  # carriers per window along each axis; 0 without carrier tokens
 
-    @property
-    def carrier_order(self) -> torch.Tensor:
-        """Flat position, in the (rows*ct) x (cols*ct) carrier grid, of each carrier token in the
+    def carrier_positions(self, device=None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(row, col), in the (rows*ct) x (cols*ct) carrier grid, of each carrier token in the
         window-major order carriers are kept in (window by window, row-major inside a window)."""
         ct = self.ct_size
         win_r, win_c, r, c = torch.meshgrid(
-            torch.arange(self.rows), torch.arange(self.cols), torch.arange(ct), torch.arange(ct),
+            *(torch.arange(n, device=device) for n in (self.rows, self.cols, ct, ct)),
             indexing='ij')
-        return ((win_r * ct + r) * (self.cols * ct) + win_c * ct + c).reshape(-1)
+        return (win_r * ct + r).reshape(-1), (win_c * ct + c).reshape(-1)
 
 
 class HATBlock(TransformerLayer):
@@ -356,15 +371,15 @@ class HATBlock(TransformerLayer):
     def compute_positional_terms(self, geometry: WindowGeometry) -> PositionalTerms:
         w, ct = geometry.window, geometry.ct_size
         device = self.norm1.weight.device
-        window_pos = self.pos_mlp(grid_coords(w, w, device))
+        window_pos = self.pos_mlp(position_coords(grid_positions(w, w, device), w, w))
         if not ct:
             return PositionalTerms(window_pos, self.attn.position_bias(w, w))
         rows, cols = geometry.rows * ct, geometry.cols * ct
-        order = geometry.carrier_order.to(device)
-        coords = grid_coords(rows, cols, device)[order]
+        positions = geometry.carrier_positions(device)
         return PositionalTerms(
             window_pos, self.attn.position_bias(w, w, num_prefix=ct * ct),
-            self.carrier.pos_mlp(coords), self.carrier.attn.position_bias(rows, cols, order),
+            self.carrier.pos_mlp(position_coords(positions, rows, cols)),
+            self.carrier.attn.position_bias(rows, cols, positions),
             nearest_carrier_index(geometry, device) if self.propagate else None)
 
     def train(self, mode: bool = True):
@@ -412,20 +427,33 @@ class CarrierTokenInit(nn.Module):
         self.conv = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim)
 
     @staticmethod
-    def pooling(length: int, window: int, ct_size: int) -> Tuple[int, int]:
+    def pooling(length: int, window: int, ct_size: int) -> Tuple[int, int, int]:
+        """(kernel, stride, cells) along an axis of padded length ``length``."""
         cells = ct_size * length // window
         stride = length // cells
-        return length - (cells - 1) * stride, stride
+        return length - (cells - 1) * stride, stride, cells
 
     def forward(self, x: torch.Tensor, geometry: WindowGeometry) -> torch.Tensor:
         """(B, C, Hp, Wp) padded stage input -> (B, nW*ct*ct, C) carriers in window-major order."""
-        (k_h, s_h), (k_w, s_w) = (self.pooling(length, geometry.window, geometry.ct_size)
-                                  for length in x.shape[2:])
-        pooled = F.avg_pool2d(self.conv(x), (k_h, k_w), (s_h, s_w))
+        (k_h, s_h, n_h), (k_w, s_w, n_w) = (
+            self.pooling(length, geometry.window, geometry.ct_size) for length in x.shape[2:])
+        x = self.conv(x)
+        if torch.compiler.is_exporting():
+            # ONNX pooling kernels are static; the kernel here grows with the input size
+            pooled = box_mean(box_mean(x, k_h, s_h, n_h, dim=2), k_w, s_w, n_w, dim=3)
+        else:
+            pooled = F.avg_pool2d(x, (k_h, k_w), (s_h, s_w))
         batch, dim = pooled.shape[:2]
         ct = geometry.ct_size
         pooled = pooled.view(batch, dim, geometry.rows, ct, geometry.cols, ct)
         return pooled.permute(0, 2, 4, 3, 5, 1).reshape(batch, -1, dim)
+
+
+def box_mean(x: torch.Tensor, kernel: int, stride: int, cells: int, dim: int) -> torch.Tensor:
+    """Average pooling along one axis through a cumulative sum, for kernels of symbolic size."""
+    sums = F.pad(x.cumsum(dim), (1, 0) if dim == x.dim() - 1 else (0, 0, 1, 0))
+    starts = torch.arange(cells, device=x.device) * stride
+    return (sums.index_select(dim, starts + kernel) - sums.index_select(dim, starts)) / kernel
 
 
 def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:

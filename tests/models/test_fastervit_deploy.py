@@ -1,0 +1,66 @@
+"""The backbone under torch.compile, autocast, channels_last and ONNX export."""
+import sys
+
+import pytest
+import torch
+import torch._dynamo
+
+import mmfastervit  # noqa: F401
+from mmfastervit.models.fastervit import FasterViT
+
+TINY_ARCH = dict(depths=(1, 1, 2, 1), dim=16, in_dim=8, num_heads=(1, 2, 2, 4),
+                 layer_scale=0.1, propagation=True)
+
+
+def tiny_model():
+    torch.manual_seed(0)
+    return FasterViT(arch=TINY_ARCH).eval()
+
+
+def test_compiles_without_graph_breaks_or_recompiles():
+    model = tiny_model()
+    x = torch.randn(2, 3, 224, 288)
+    with torch.no_grad():
+        explanation = torch._dynamo.explain(model)(x)
+    assert explanation.graph_break_count == 0
+    assert explanation.graph_count == 1
+
+    torch._dynamo.reset()
+    compiles = []
+
+    def counting_backend(graph_module, example_inputs):
+        compiles.append(graph_module)
+        return graph_module.forward
+
+    compiled = torch.compile(model, backend=counting_backend)
+    with torch.no_grad():
+        outs = [compiled(x) for _ in range(3)]
+        eager = model(x)
+    assert len(compiles) == 1
+    for out, ref in zip(outs[-1], eager):
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_bf16_autocast_and_channels_last_match_fp32():
+    model = tiny_model()
+    x = torch.randn(2, 3, 224, 256)
+    with torch.no_grad():
+        reference = model(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            bf16 = model(x)
+        model_cl = tiny_model().to(memory_format=torch.channels_last)
+        channels_last = model_cl(x.contiguous(memory_format=torch.channels_last))
+    for ref, low, cl in zip(reference, bf16, channels_last):
+        assert torch.isfinite(low).all()
+        assert (low.float() - ref).abs().max() <= 0.1 * ref.abs().max()
+        torch.testing.assert_close(cl, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_onnx_export_with_dynamic_size_matches_pytorch(tmp_path):
+    sys.path.insert(0, 'tools')
+    from export_onnx import export, verify
+    model = tiny_model()
+    path = str(tmp_path / 'tiny.onnx')
+    export(model, path, torch.randn(2, 3, 224, 288), min_size=128, max_size=2048)
+    assert verify(model, path, [(1, 160, 328), (2, 428, 203)]) <= 1e-4
