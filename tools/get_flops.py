@@ -6,10 +6,7 @@
 """
 import argparse
 
-import torch
-
-from mmfastervit.analysis.flops import backbone_table, count
-from mmfastervit.analysis.benchmark import build_model_from_config
+from mmfastervit.analysis.flops import backbone_table, model_flops
 
 
 def main():
@@ -21,18 +18,9 @@ def main():
     args = parser.parse_args()
     height, width = args.shape
     if args.config:
-        model, run = build_model_from_config(args.config, 'cpu')
-
-        class Inference(torch.nn.Module):  # jit tracing needs a module taking tensors
-            def __init__(self):
-                super().__init__()
-                self.model = model
-
-            def forward(self, images):
-                return [s.to_dict() for s in run(images)]
-        flops, params = count(Inference(), (torch.randn(1, 3, height, width), ))
+        flops, params = model_flops(args.config, height, width)
         print(f'{args.config}\ninput {height}x{width}: {params / 1e6:.2f} M parameters, '
-              f'{flops / 1e9:.1f} GFLOPs')
+              f'{flops / 1e9:.1f} GFLOPs (network without post-processing)')
         return
     print(f'input {height}x{width} (backbone without classifier)')
     print(f'{"arch":<10} {"params (M)":>10} {"GFLOPs":>8} {"paper GFLOPs":>13}')

@@ -71,7 +71,8 @@ def time_alternately(callables: Dict[str, Callable[[], object]], warmup: int, re
 
 
 def build_model_from_config(config: str, device: str) -> Tuple[torch.nn.Module, Callable]:
-    """A detector/segmentor (random weights) and a function running its inference on a batch."""
+    """A detector/segmentor (random weights) and a function running it on a batch of images, by
+    default in ``predict`` mode (``mode='tensor'``: the network alone, without post-processing)."""
     from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
 
@@ -86,12 +87,12 @@ def build_model_from_config(config: str, device: str) -> Tuple[torch.nn.Module, 
     else:
         from mmseg.structures import SegDataSample as Sample
 
-    def run(images: torch.Tensor):
+    def run(images: torch.Tensor, mode: str = 'predict'):
         height, width = images.shape[-2:]
         meta = dict(img_shape=(height, width), ori_shape=(height, width), pad_shape=(height, width),
                     batch_input_shape=(height, width), scale_factor=(1.0, 1.0))
         samples = [Sample(metainfo=meta) for _ in range(images.shape[0])]
-        return model(images, samples, mode='predict')
+        return model(images, samples, mode=mode)
     return model, run
 
 

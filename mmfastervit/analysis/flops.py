@@ -29,6 +29,36 @@ def count(model: torch.nn.Module, inputs: Tuple) -> Tuple[int, int]:
     return flops, parameter_count(model)['']
 
 
+def _tensors(output) -> List[torch.Tensor]:
+    """The tensors in a nest of tuples, lists and dicts (what models return in tensor mode)."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, (list, tuple)):
+        return [t for item in output for t in _tensors(item)]
+    return []
+
+
+class _TensorMode(torch.nn.Module):
+    """A detector/segmentor's network without post-processing (``mode='tensor'``, what MMDetection
+    and MMSegmentation count FLOPs of), as a module taking and returning tensors for tracing."""
+
+    def __init__(self, model: torch.nn.Module, run):
+        super().__init__()
+        self.model, self.run = model, run
+
+    def forward(self, images: torch.Tensor) -> List[torch.Tensor]:
+        return _tensors(self.run(images, mode='tensor'))
+
+
+def model_flops(config: str, height: int, width: int) -> Tuple[int, int]:
+    """(FLOPs, parameters) of a config's detector/segmentor (random weights) on one image."""
+    from .benchmark import build_model_from_config
+    model, run = build_model_from_config(config, 'cpu')
+    return count(_TensorMode(model, run), (torch.randn(1, 3, height, width), ))
+
+
 def backbone_table(archs: Sequence[str], height: int = 224, width: int = 224) -> List[dict]:
     from mmfastervit.models.fastervit import FasterViT
     rows = []

@@ -7,16 +7,20 @@ import os
 import os.path as osp
 import warnings
 from copy import deepcopy
-from typing import Any
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.model import is_model_wrapper
 from mmengine.registry import MODEL_WRAPPERS, RUNNERS
 from mmengine.runner import Runner
 from torch.nn.parallel import DistributedDataParallel
 
-TASK_SCOPES = ('mmdet', 'mmseg')
+from .config_checks import check_channels, check_datasets
+
+# ImageNet classification configs use MMEngine's scope: their modules are in the root registries.
+TASK_SCOPES = ('mmdet', 'mmseg', 'mmengine')
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
 
@@ -57,7 +61,8 @@ def load_config(args: argparse.Namespace) -> Config:
 
 
 def task_scope(cfg: Config) -> str:
-    """The OpenMMLab codebase a config is written for: ``'mmdet'`` or ``'mmseg'``."""
+    """The OpenMMLab codebase a config is written for: ``'mmdet'``, ``'mmseg'`` or, for
+    classification, ``'mmengine'``."""
     scope = cfg.get('default_scope')
     if scope not in TASK_SCOPES:
         raise ValueError(f'default_scope must be one of {TASK_SCOPES}, got {scope!r}')
@@ -102,12 +107,18 @@ def adapt_to_cpu(cfg: Config) -> None:
         wrapper.device_ids = None
 
 
-def build_runner(cfg: Config) -> Runner:
+def build_runner(cfg: Config, check_splits: Sequence[str] = ()) -> Runner:
     """Build the runner ``cfg`` asks for (``runner_type``, else MMEngine's ``Runner``).
+
+    The config is checked first: neck/head channels against the backbone variant, and the data
+    files of ``check_splits`` (e.g. ``('train', 'val')``), so that a wrong setting fails in
+    seconds with a message naming it.
 
     Without CUDA, a ``pytorch``-launched process group is created here with ``gloo``: MMEngine's
     own initialisation selects a CUDA device first, which fails on the CPU.
     """
+    check_channels(cfg)
+    check_datasets(cfg, check_splits)
     launcher = cfg.get('launcher', 'none')
     if launcher != 'none' and not torch.cuda.is_available() and not torch_dist.is_initialized():
         if launcher != 'pytorch':
@@ -117,6 +128,17 @@ def build_runner(cfg: Config) -> Runner:
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
+
+
+def evaluate_checkpoint(cfg: Config, checkpoint: Optional[str]) -> dict:
+    """Test-set metrics of the config's model with ``checkpoint`` loaded, or, when it is None, as
+    initialised at the start of training."""
+    cfg.load_from = checkpoint
+    runner = build_runner(cfg, check_splits=('test', ))
+    if checkpoint is None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model.init_weights()
+    return runner.test()
 
 
 def enable_visualization(cfg: Config, show: bool, show_dir: str, wait_time: float) -> None:

@@ -1,0 +1,5 @@
+# FasterViT-6 on ImageNet-1K, official checkpoint:
+# https://huggingface.co/ahatamiz/FasterViT/resolve/main/fastervit_6_224_1k.pth.tar
+_base_ = './_base_/fastervit_in1k.py'
+
+model = dict(arch='6')

@@ -1,0 +1,6 @@
+_base_ = './cascade-mask-rcnn_fastervit-0_fpn_4conv1fc-giou_ms-crop-3x_coco.py'
+
+checkpoint_file = 'https://huggingface.co/ahatamiz/FasterViT/resolve/main/fastervit_4_21k_224_w14.pth.tar'  # noqa: E501
+model = dict(
+    backbone=dict(arch='4-21k-224', drop_path_rate=0.42, init_cfg=dict(checkpoint=checkpoint_file)),
+    neck=dict(in_channels=[196, 392, 784, 1568]))

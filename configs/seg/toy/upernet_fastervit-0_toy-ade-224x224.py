@@ -1,0 +1,75 @@
+# UperNet + FasterViT-0 trained from scratch on the generated toy ADE20K
+# (tools/dataset/make_toy_ade.py): the ADE20K config scaled down to 224 px images, a light decode
+# head and a short schedule, so that it trains and evaluates on a CPU in minutes
+# (scripts/demo_seg.sh). 224 px crops tile exactly into the backbone's 7 x 7 attention windows at
+# strides 16 and 32, so no compute goes to window padding.
+_base_ = '../upernet_fastervit-0_8xb2-160k_ade20k-512x512.py'
+
+data_root = 'data/toy_ade'
+crop_size = (224, 224)
+img_scale = (896, 224)
+max_iters = 400
+warmup_iters = 50
+
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(init_cfg=None),
+    decode_head=dict(channels=128),
+    auxiliary_head=dict(channels=64))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='RandomResize', scale=img_scale, ratio_range=(0.5, 2.0), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=img_scale, keep_ratio=True),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='PackSegInputs'),
+]
+# Worker processes would only compete with the model for the CPU cores.
+train_dataloader = dict(
+    batch_size=4,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+# Training from scratch on a small dataset takes a larger learning rate than fine-tuning.
+optim_wrapper = dict(optimizer=dict(lr=1e-3))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=warmup_iters),
+    dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=warmup_iters, end=max_iters),
+]
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
+default_hooks = dict(
+    logger=dict(interval=10),
+    checkpoint=dict(interval=max_iters, max_keep_ckpts=1),
+    visualization=dict(interval=1))  # with tools/test.py --show-dir: paint every validation image
+auto_scale_lr = dict(base_batch_size=4)
+randomness = dict(seed=0)
+
+# Multi-scale + flip testing (tools/test.py --tta) around the toy test scale.
+img_ratios = [0.75, 1.0, 1.25]
+tta_pipeline = [
+    _base_.tta_pipeline[0],
+    dict(
+        _base_.tta_pipeline[1],
+        transforms=[
+            [
+                dict(type='Resize', scale=(int(896 * r), int(224 * r)), keep_ratio=True)
+                for r in img_ratios
+            ],
+            *_base_.tta_pipeline[1].transforms[1:],
+        ]),
+]
