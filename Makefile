@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo demo-seg test test-all clean
+.PHONY: setup demo demo-seg test test-fast clean
 
 setup:
 	@bash scripts/setup.sh

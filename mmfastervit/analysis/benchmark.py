@@ -99,10 +99,12 @@ def build_model_from_config(config: str, device: str) -> Tuple[torch.nn.Module, 
 def swin_tiny(device: str) -> torch.nn.Module:
     """mmdet's Swin-T backbone as configured for its COCO detectors."""
     from mmdet.models.backbones import SwinTransformer
-    return SwinTransformer(embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
+    swin = SwinTransformer(embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
                            window_size=7, mlp_ratio=4, qkv_bias=True, drop_path_rate=0.0,
-                           patch_norm=True, out_indices=(0, 1, 2, 3),
-                           convert_weights=False).to(device).eval()
+                           patch_norm=True, out_indices=(0, 1, 2, 3), convert_weights=False)
+    swin.to(device)
+    swin.eval()  # in place: mmdet's Swin ``train()`` returns None, so ``eval()`` cannot be chained
+    return swin
 
 
 def benchmark(archs: Sequence[str] = ('0', ), config: Optional[str] = None,
@@ -133,7 +135,8 @@ def benchmark(archs: Sequence[str] = ('0', ), config: Optional[str] = None,
                 swin = swin_tiny(device)
                 implementations['mmdet Swin-T'] = (swin, swin)
             for module, _ in implementations.values():
-                module.to(device).eval()
+                module.to(device)
+                module.eval()
                 if channels_last:
                     module.to(memory_format=torch.channels_last)
             for batch in batch_sizes:

@@ -140,16 +140,17 @@ class Downsample(nn.Module):
 class TokenLinear(nn.Linear):
     """``nn.Linear`` over token features (..., C).
 
-    On the CPU in fp32 eager mode the product runs as a 1x1 convolution over a channels-last view
-    of the tokens (an image of M pixels with C channels; no copy): the same arithmetic, computed by
-    oneDNN's JIT kernels, which on AVX-512 CPUs are about twice as fast as the BLAS GEMM behind
-    ``F.linear``. Elsewhere (GPU, autocast, compilation, export) it is ``F.linear``.
+    On the CPU in fp32 (eager or ``torch.compile``) the product runs as a 1x1 convolution over a
+    channels-last view of the tokens (an image of M pixels with C channels; no copy): the same
+    arithmetic, computed by oneDNN's JIT kernels, which on AVX-512 CPUs are about twice as fast as
+    the BLAS GEMM behind ``F.linear``, and which inductor keeps as oneDNN convolutions. Elsewhere
+    (GPU, autocast, tracing, export) it is ``F.linear``.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (x.device.type != 'cpu' or x.dtype != torch.float32 or torch.is_autocast_enabled('cpu')
-                or torch.compiler.is_compiling() or torch.jit.is_tracing()
-                or torch.onnx.is_in_onnx_export()):
+                or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+                or torch.compiler.is_exporting()):
             return F.linear(x, self.weight, self.bias)
         pixels = x.reshape(1, -1, 1, self.in_features).permute(0, 3, 1, 2)
         out = F.conv2d(pixels, self.weight[:, :, None, None], self.bias)
@@ -176,10 +177,18 @@ def grid_positions(rows: int, cols: int, device=None) -> Tuple[torch.Tensor, tor
     return row.reshape(-1), col.reshape(-1)
 
 
+def at_least_one(n: int) -> int:
+    """``max(n, 1)`` for a size. A symbolic size (ONNX export with dynamic height and width) goes
+    through ``torch.sym_max``, which keeps it symbolic where ``max`` would fix it to the example
+    input's value; a plain int uses ``max``, which ``torch.compile`` traces in every torch version
+    (older ones break the graph at ``torch.sym_max``)."""
+    return torch.sym_max(n, 1) if isinstance(n, torch.SymInt) else max(n, 1)
+
+
 def axis_coords(index: torch.Tensor, n: int) -> torch.Tensor:
     """Grid index along an axis of length n -> ``(i - n//2) / (n//2)`` (about [-1, 1]; 0 if n=1)."""
     half = n // 2
-    return (index.float() - half) / torch.sym_max(half, 1)
+    return (index.float() - half) / at_least_one(half)
 
 
 def position_coords(positions: Tuple[torch.Tensor, torch.Tensor], rows: int,
@@ -194,7 +203,7 @@ def log_relative_coords(rows: int, cols: int, device=None) -> torch.Tensor:
     axes = []
     for n in (rows, cols):
         offsets = torch.arange(-(n - 1), n, dtype=torch.float32, device=device)
-        axes.append(offsets / torch.sym_max(n - 1, 1))
+        axes.append(offsets / at_least_one(n - 1))
     table = torch.stack(torch.meshgrid(*axes, indexing='ij'), dim=-1).reshape(-1, 2) * 8
     return torch.sign(table) * torch.log2(table.abs() + 1.0) / 3.0
 
