@@ -54,8 +54,11 @@ MIN_INPUT_SIZE = 32
 CONV_STAGES = 2  # stages 0 and 1 are convolutional, 2 and 3 transformer stages
 
 
-def resolve_arch(arch: Union[str, dict]) -> dict:
-    """The full hyper-parameter set of a variant name or of a custom ``dict``."""
+def resolve_arch(arch: Union[str, int, dict]) -> dict:
+    """The full hyper-parameter set of a variant name or of a custom ``dict``. A whole number names
+    the variant of that number (``--cfg-options model.backbone.arch=2`` gives an int)."""
+    if isinstance(arch, int) and not isinstance(arch, bool):
+        arch = str(arch)
     if isinstance(arch, str):
         key = arch.lower()
         if key not in ARCH_SETTINGS:

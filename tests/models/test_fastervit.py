@@ -103,6 +103,13 @@ def test_registered_in_root_registry_for_mmdet_and_mmseg():
 def test_unknown_arch_lists_valid_ones():
     with pytest.raises(KeyError, match=r"'7'.*0, 1, 2, 3, 4, 5, 6, 4-21k-224"):
         FasterViT(arch='7')
+    with pytest.raises(KeyError, match=r"'7'.*0, 1, 2, 3, 4, 5, 6, 4-21k-224"):
+        FasterViT(arch=7)
+
+
+def test_arch_number_names_the_variant():
+    """``--cfg-options model.backbone.arch=2`` hands the backbone an int."""
+    assert FasterViT(arch=2).arch_settings == FasterViT(arch='2').arch_settings
 
 
 ALL_SIZES = [(224, 224), (511, 511), (112, 137), (32, 32)]
