@@ -1,6 +1,6 @@
 # The FasterViT-0 Cascade Mask R-CNN recipe shrunk to train on a CPU in minutes, on the generated
 # toy shapes dataset (python tools/dataset/make_toy_coco.py --out data/toy_coco): same model (bar
-# the backbone output norms, see below), augmentation and optimizer, at 0.3x the COCO image scale,
+# the backbone output norms, see below), augmentation and optimizer, at 0.24x the COCO image scale,
 # from random initialisation, with fewer proposals and sampled RoIs, batch 2 and a short schedule.
 _base_ = '../cascade-mask-rcnn_fastervit-0_fpn_4conv1fc-giou_ms-crop-3x_coco.py'
 
@@ -23,8 +23,9 @@ model = dict(
         ]),
     test_cfg=dict(rpn=dict(nms_pre=250, max_per_img=100), rcnn=dict(max_per_img=20)))
 
-# COCO's short sides 480-800 (max 1333) and random-crop branch, times 0.3.
-train_scales = [(short, 400) for short in range(144, 241, 16)]
+# COCO's short sides 480-800 (long side at most 1333) and random-crop branch, times 0.24: images
+# of at most 320 px.
+train_scales = [(short, 320) for short in range(112, 193, 16)]
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
@@ -35,12 +36,12 @@ train_pipeline = [
                     [
                         dict(
                             type='RandomChoiceResize',
-                            scales=[(120, 400), (150, 400), (180, 400)],
+                            scales=[(96, 320), (120, 320), (144, 320)],
                             keep_ratio=True),
                         dict(
                             type='RandomCrop',
                             crop_type='absolute_range',
-                            crop_size=(115, 180),
+                            crop_size=(92, 144),
                             allow_negative_crop=True),
                         dict(type='RandomChoiceResize', scales=train_scales, keep_ratio=True)
                     ]]),
@@ -48,7 +49,7 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(400, 240), keep_ratio=True),
+    dict(type='Resize', scale=(320, 192), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(
         type='PackDetInputs',
@@ -78,7 +79,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
-max_iters = 400
+max_iters = 500
 train_cfg = dict(
     _delete_=True, type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [
