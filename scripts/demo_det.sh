@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Cascade Mask R-CNN + FasterViT-0 on a generated toy COCO dataset of shapes, on the CPU: generate the
 # dataset (once), train from scratch, evaluate the box and mask mAP (COCO metric) with tools/test.py
-# and save the validation images painted with the predictions. About 15 minutes on 2 cores.
+# and save the validation images painted with the predictions. About 13 minutes on 2 cores.
 #
 #   bash scripts/demo_det.sh        (make demo sets the environment up first)
 #

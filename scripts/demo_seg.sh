@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # UperNet + FasterViT-0 on a generated toy ADE20K, on the CPU: generate the dataset (once), train
 # from scratch, evaluate the mIoU with tools/test.py and save the validation images painted with the
-# ground truth and the predictions. About 10 minutes on 2 cores.
+# ground truth and the predictions. About 8 minutes on 2 cores.
 #
 #   bash scripts/demo_seg.sh        (make demo-seg sets the environment up first)
 #
