@@ -146,8 +146,8 @@ class TokenLinear(nn.Linear):
     On the CPU in fp32 (eager or ``torch.compile``) the product runs as a 1x1 convolution over a
     channels-last view of the tokens (an image of M pixels with C channels; no copy): the same
     arithmetic, computed by oneDNN's JIT kernels, which on AVX-512 CPUs are about twice as fast as
-    the BLAS GEMM behind ``F.linear``, and which inductor keeps as oneDNN convolutions. Elsewhere
-    (GPU, autocast, tracing, export) it is ``F.linear``.
+    the BLAS GEMM behind ``F.linear`` (compiled FasterViT-0 fp32: 1.7x faster than with
+    ``F.linear``). Elsewhere (GPU, autocast, tracing, export) it is ``F.linear``.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
