@@ -70,7 +70,7 @@ def time_alternately(callables: Dict[str, Callable[[], object]], warmup: int, re
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def build_model_from_config(config: str, device: str) -> Tuple[torch.nn.Module, Callable]:
+def build_model_from_config(config: str) -> Tuple[torch.nn.Module, Callable]:
     """A detector/segmentor (random weights) and a function running it on a batch of images, by
     default in ``predict`` mode (``mode='tensor'``: the network alone, without post-processing)."""
     from mmengine.config import Config
@@ -81,7 +81,7 @@ def build_model_from_config(config: str, device: str) -> Tuple[torch.nn.Module, 
     scope = cfg.get('default_scope', 'mmdet')
     init_default_scope(scope)
     cfg.model.backbone.init_cfg = None
-    model = MODELS.build(cfg.model).to(device).eval()
+    model = MODELS.build(cfg.model)
     if scope == 'mmdet':
         from mmdet.structures import DetDataSample as Sample
     else:
@@ -96,15 +96,12 @@ def build_model_from_config(config: str, device: str) -> Tuple[torch.nn.Module, 
     return model, run
 
 
-def swin_tiny(device: str) -> torch.nn.Module:
+def swin_tiny() -> torch.nn.Module:
     """mmdet's Swin-T backbone as configured for its COCO detectors."""
     from mmdet.models.backbones import SwinTransformer
-    swin = SwinTransformer(embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
+    return SwinTransformer(embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
                            window_size=7, mlp_ratio=4, qkv_bias=True, drop_path_rate=0.0,
                            patch_norm=True, out_indices=(0, 1, 2, 3), convert_weights=False)
-    swin.to(device)
-    swin.eval()  # in place: mmdet's Swin ``train()`` returns None, so ``eval()`` cannot be chained
-    return swin
 
 
 def benchmark(archs: Sequence[str] = ('0', ), config: Optional[str] = None,
@@ -122,7 +119,7 @@ def benchmark(archs: Sequence[str] = ('0', ), config: Optional[str] = None,
         for height, width in sizes:
             implementations: Dict[str, Tuple[torch.nn.Module, Callable]] = {}
             if config:
-                implementations['ours'] = build_model_from_config(config, device)
+                implementations['ours'] = build_model_from_config(config)
             elif 'official' in compare:
                 from mmfastervit.analysis.reference import official_and_ours
                 official, ours = official_and_ours(reference_env, name, height, width)
@@ -132,11 +129,11 @@ def benchmark(archs: Sequence[str] = ('0', ), config: Optional[str] = None,
                 ours = FasterViT(arch=name)
                 implementations['ours'] = (ours, ours)
             if 'swin' in compare:
-                swin = swin_tiny(device)
+                swin = swin_tiny()
                 implementations['mmdet Swin-T'] = (swin, swin)
             for module, _ in implementations.values():
                 module.to(device)
-                module.eval()
+                module.eval()  # not chained: mmdet's Swin ``train()`` returns None
                 if channels_last:
                     module.to(memory_format=torch.channels_last)
             for batch in batch_sizes:

@@ -55,7 +55,7 @@ class _TensorMode(torch.nn.Module):
 def model_flops(config: str, height: int, width: int) -> Tuple[int, int]:
     """(FLOPs, parameters) of a config's detector/segmentor (random weights) on one image."""
     from .benchmark import build_model_from_config
-    model, run = build_model_from_config(config, 'cpu')
+    model, run = build_model_from_config(config)
     return count(_TensorMode(model, run), (torch.randn(1, 3, height, width), ))
 
 
