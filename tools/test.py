@@ -6,7 +6,8 @@ import argparse
 
 import mmfastervit  # noqa: F401  (registers the backbone)
 from mmfastervit.engine.runner_utils import (add_common_args, add_dump_metric, build_runner,
-                                             enable_tta, enable_visualization, load_config)
+                                             close_process_group, enable_tta,
+                                             enable_visualization, load_config)
 
 
 def parse_args() -> argparse.Namespace:
@@ -42,6 +43,7 @@ def main() -> None:
     if args.out is not None:
         add_dump_metric(runner, args.out)
     runner.test()
+    close_process_group()
 
 
 if __name__ == '__main__':

@@ -7,7 +7,8 @@ import argparse
 import torch
 
 import mmfastervit  # noqa: F401  (registers the backbone and the optimizer constructors)
-from mmfastervit.engine.runner_utils import add_common_args, build_runner, load_config
+from mmfastervit.engine.runner_utils import (add_common_args, build_runner, close_process_group,
+                                             load_config)
 
 
 def parse_args() -> argparse.Namespace:
@@ -51,6 +52,7 @@ def main() -> None:
 
     splits = ('train', 'val') if cfg.get('val_cfg') else ('train', )
     build_runner(cfg, check_splits=splits).train()
+    close_process_group()
 
 
 if __name__ == '__main__':

@@ -5,6 +5,7 @@ building the runner, and the parts that differ between MMDetection and MMSegment
 import argparse
 import os
 import os.path as osp
+import time
 import warnings
 from copy import deepcopy
 from typing import Any, Optional, Sequence
@@ -22,6 +23,9 @@ from .config_checks import check_channels, check_datasets
 # ImageNet classification configs use MMEngine's scope: their modules are in the root registries.
 TASK_SCOPES = ('mmdet', 'mmseg', 'mmengine')
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+# Time for the communication backend's worker threads to release their last tensors at the end
+# of a distributed run (see close_process_group).
+WORKER_DRAIN_SECONDS = 0.5
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -128,6 +132,22 @@ def build_runner(cfg: Config, check_splits: Sequence[str] = ()) -> Runner:
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
+
+
+def close_process_group() -> None:
+    """End a distributed run: wait for every rank, destroy the process group, then pause briefly.
+
+    A gloo worker thread frees the tensors of a finished collective after the caller has moved
+    on. If it frees one that has a Python object once the interpreter is shutting down, it cannot
+    take the GIL and the process aborts ("terminate called without an active exception",
+    SIGABRT), so the launcher reports a run that succeeded as failed. ``destroy_process_group``
+    does not join those threads (other references keep the group alive), so the pause, with the
+    GIL released, lets them finish while the interpreter is still alive.
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()
+        time.sleep(WORKER_DRAIN_SECONDS)
 
 
 def evaluate_checkpoint(cfg: Config, checkpoint: Optional[str]) -> dict:

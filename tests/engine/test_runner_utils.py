@@ -1,7 +1,9 @@
 import argparse
+import socket
 from pathlib import Path
 
 import pytest
+import torch.distributed as torch_dist
 from mmengine.config import Config
 
 from mmfastervit.engine import runner_utils
@@ -152,3 +154,15 @@ def test_non_pytorch_launcher_on_cpu_is_refused(monkeypatch):
     cfg = det_config(launcher='slurm', env_cfg=dict(dist_cfg=dict(backend='gloo')))
     with pytest.raises(RuntimeError, match='torchrun'):
         runner_utils.build_runner(cfg)
+
+
+def test_close_process_group_destroys_the_group():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    torch_dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=0,
+                                  world_size=1)
+    assert torch_dist.is_initialized()
+    runner_utils.close_process_group()
+    assert not torch_dist.is_initialized()
+    runner_utils.close_process_group()  # nothing to close: a no-op
