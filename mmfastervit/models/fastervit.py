@@ -12,7 +12,7 @@ terms, attention biases) is derived from the actual feature size in ``forward``:
 input size, and nothing shape-dependent is stored in the state dict.
 """
 import math
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -94,7 +94,88 @@ class LayerNorm2d(nn.LayerNorm):
 MODELS.register_module('LN2d', module=LayerNorm2d, force=True)
 
 
-class ConvStem(nn.Module):
+class InferenceCache:
+    """A value derived from some tensors of a module (its weights), kept between inference calls.
+
+    Only for inference: the module in eval mode, autograd off, and not being traced by
+    ``torch.compile`` or export (:meth:`usable`). The value is keyed by the caller's key, the
+    autocast state and the storage, version counter and dtype of every source tensor, so any change
+    of the sources (``load_state_dict``, an optimizer step, ``.to()``, an in-place edit) recomputes
+    it. One value at a time; not part of the state dict.
+    """
+
+    def __init__(self):
+        self._key = None
+        self._value = None
+
+    @staticmethod
+    def usable(training: bool) -> bool:
+        return not (training or torch.is_grad_enabled() or torch.compiler.is_compiling())
+
+    def get(self, key: Any, sources: Iterable[torch.Tensor], compute: Callable[[], Any]) -> Any:
+        sources = tuple(sources)
+        device_type = sources[0].device.type
+        autocast = (torch.get_autocast_dtype(device_type)
+                    if torch.is_autocast_enabled(device_type) else None)
+        full_key = (key, autocast,
+                    tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in sources))
+        if full_key != self._key:
+            self.clear()
+            self._value = compute()
+            self._key = full_key
+        return self._value
+
+    def clear(self) -> None:
+        self._key = self._value = None
+
+    def __len__(self) -> int:
+        return int(self._key is not None)
+
+
+def fold_batch_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d,
+                    scale: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of the single convolution equal to ``conv``, then ``norm`` in eval mode, then
+    a per-channel ``scale``."""
+    factor = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+    bias = norm.bias - norm.running_mean * factor
+    if conv.bias is not None:
+        bias = bias + conv.bias * factor
+    if scale is not None:
+        factor, bias = factor * scale, bias * scale
+    return conv.weight * factor.view(-1, 1, 1, 1), bias
+
+
+class ConvBNLayers(nn.Module):
+    """Base of the modules made of convolutions each followed by BatchNorm (``conv{i}``,
+    ``norm{i}``). In inference each pair runs as one convolution whose weights fold the norm in
+    (cached): the norm's pass over the feature map, memory-bound on the large maps of the conv
+    stages, disappears. Training, autograd and ``torch.compile`` (whose freezing folds the norms
+    itself) run the layers as they are.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._folded = InferenceCache()
+
+    def conv_bn_pairs(self) -> List[Tuple[nn.Conv2d, nn.BatchNorm2d, Optional[torch.Tensor]]]:
+        """(conv, norm, per-channel scale after the norm or None), in order."""
+        raise NotImplementedError
+
+    def conv_bn(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """The ``index``-th conv + norm (+ scale) applied to ``x``."""
+        pairs = self.conv_bn_pairs()
+        conv, norm, scale = pairs[index]
+        if not InferenceCache.usable(norm.training):
+            x = norm(conv(x))
+            return x if scale is None else x * scale.view(1, -1, 1, 1)
+        sources = [t for c, n, g in pairs
+                   for t in (c.weight, c.bias, n.weight, n.bias, n.running_mean, n.running_var, g)
+                   if t is not None]
+        folded = self._folded.get(None, sources, lambda: [fold_batch_norm(*p) for p in pairs])
+        return conv._conv_forward(x, *folded[index])
+
+
+class ConvStem(ConvBNLayers):
     """Two stride-2 3x3 convolutions with BN and ReLU: image -> stride-4 features."""
 
     def __init__(self, in_channels: int, hidden_dim: int, dim: int):
@@ -104,12 +185,14 @@ class ConvStem(nn.Module):
         self.conv2 = nn.Conv2d(hidden_dim, dim, 3, 2, 1, bias=False)
         self.norm2 = nn.BatchNorm2d(dim, eps=1e-4)
 
+    def conv_bn_pairs(self):
+        return [(self.conv1, self.norm1, None), (self.conv2, self.norm2, None)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.norm1(self.conv1(x)))
-        return F.relu(self.norm2(self.conv2(x)))
+        return F.relu(self.conv_bn(1, F.relu(self.conv_bn(0, x))))
 
 
-class ConvBlock(nn.Module):
+class ConvBlock(ConvBNLayers):
     """x + DropPath(gamma * BN(conv3x3(GELU(BN(conv3x3(x))))))."""
 
     def __init__(self, dim: int, drop_path: float = 0.0, layer_scale: Optional[float] = None):
@@ -121,11 +204,11 @@ class ConvBlock(nn.Module):
         self.gamma = nn.Parameter(torch.full((dim, ), layer_scale)) if layer_scale else None
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
+    def conv_bn_pairs(self):
+        return [(self.conv1, self.norm1, None), (self.conv2, self.norm2, self.gamma)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.norm2(self.conv2(F.gelu(self.norm1(self.conv1(x)))))
-        if self.gamma is not None:
-            y = y * self.gamma.view(1, -1, 1, 1)
-        return x + self.drop_path(y)
+        return x + self.drop_path(self.conv_bn(1, F.gelu(self.conv_bn(0, x))))
 
 
 class Downsample(nn.Module):
@@ -221,6 +304,16 @@ def relative_position_index(positions: Tuple[torch.Tensor, torch.Tensor], rows: 
     return d_row * (2 * cols - 1) + d_col
 
 
+def relative_position_tables(rows: int, cols: int,
+                             positions: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+                             device=None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The relative-offset table of a ``rows x cols`` grid (:func:`log_relative_coords`) and the
+    (N, N) index into it of tokens at ``positions`` (default: all cells, row-major)."""
+    if positions is None:
+        positions = grid_positions(rows, cols, device)
+    return log_relative_coords(rows, cols, device), relative_position_index(positions, rows, cols)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with a continuous relative position bias: an MLP on log-spaced
     relative offsets of the token grid gives each head a bias ``16 * sigmoid(mlp(offset))``."""
@@ -234,18 +327,14 @@ class Attention(nn.Module):
         self.proj = TokenLinear(dim, dim)
         self.rel_pos_mlp = PositionMLP(num_heads)
 
-    def position_bias(self, rows: int, cols: int,
-                      positions: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+    def position_bias(self, offsets: torch.Tensor, index: torch.Tensor,
                       num_prefix: int = 0) -> torch.Tensor:
-        """(1, heads, P+N, P+N) bias for the ``rows x cols`` grid; ``positions`` gives each token's
-        (row, col) in the grid (default: all cells, row-major); the ``num_prefix`` tokens in front of the grid
+        """(1, heads, P+N, P+N) bias of N grid tokens, from their grid's relative-offset table and
+        index (:func:`relative_position_tables`); the ``num_prefix`` tokens in front of the grid
         tokens (carrier tokens of a window) get no bias."""
-        device = self.qkv.weight.device
-        table = 16 * torch.sigmoid(self.rel_pos_mlp(log_relative_coords(rows, cols, device)))
-        if positions is None:
-            positions = grid_positions(rows, cols, device)
-        index = relative_position_index(positions, rows, cols)
-        bias = table[index].permute(2, 0, 1)
+        table = 16 * torch.sigmoid(self.rel_pos_mlp(offsets))
+        # contiguous: the fused attention kernel would otherwise copy the mask on every call
+        bias = table[index].permute(2, 0, 1).contiguous()
         if num_prefix:
             bias = F.pad(bias, (num_prefix, 0, num_prefix, 0))
         return bias.unsqueeze(0)
@@ -254,9 +343,13 @@ class Attention(nn.Module):
         batch, length, dim = x.shape
         qkv = self.qkv(x).view(batch, length, 3, self.num_heads, dim // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        if torch.compiler.is_exporting():
-            # the exporter mis-derives the layout of the fused kernel's output for symbolic sizes
-            attn = (q * q.shape[-1]**-0.5) @ k.transpose(-2, -1) + bias.to(q.dtype)
+        if torch.compiler.is_compiling():
+            # Written out for torch.compile and export: inductor fuses the scale, bias and softmax
+            # between two batched matmuls, which on the CPU beats the fused kernel for windows of
+            # ~50 tokens (with the folded window terms of HATBlock, compiled FasterViT-0 in bf16
+            # went from 102 to 114 images/s on 2 cores), and the exporter mis-derives the layout
+            # of the fused kernel's output for symbolic sizes.
+            attn = (q @ k.transpose(-2, -1)) * q.shape[-1]**-0.5 + bias.to(q.dtype)
             x = attn.softmax(dim=-1) @ v
         else:
             x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
@@ -344,13 +437,22 @@ class HATBlock(TransformerLayer):
     with ``propagate`` adds each window's carriers, nearest-upsampled to the window, to its tokens.
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, drop_path: float,
+    def __init__(self, dim: int, num_heads: int, window: int, mlp_ratio: float, drop_path: float,
                  layer_scale: Optional[float], with_carriers: bool, propagate: bool):
         super().__init__(dim, num_heads, mlp_ratio, drop_path, layer_scale)
         self.carrier = CarrierLayer(dim, num_heads, mlp_ratio, drop_path,
                                     layer_scale) if with_carriers else None
         self.propagate = propagate
-        self._terms_cache: Dict[tuple, PositionalTerms] = {}
+        # The window grid's coordinate tables are fixed, so they are (non-persistent) buffers: in
+        # torch.compile with inductor's freezing, the positional MLPs applied to buffers fold into
+        # constants, where values derived from torch.arange in the graph are not folded.
+        offsets, index = relative_position_tables(window, window)
+        self.register_buffer(
+            'window_coords', position_coords(grid_positions(window, window), window, window),
+            persistent=False)
+        self.register_buffer('window_offsets', offsets, persistent=False)
+        self.register_buffer('window_offset_index', index, persistent=False)
+        self._terms_cache = InferenceCache()
 
     def positional_terms(self, geometry: WindowGeometry) -> PositionalTerms:
         """The block's shape-dependent terms for ``geometry``.
@@ -360,18 +462,10 @@ class HATBlock(TransformerLayer):
         weights (``load_state_dict``, an optimizer step, an in-place edit) recomputes them. In
         training, and while tracing for ``torch.compile``/export, they are computed in the graph.
         """
-        if self.training or torch.is_grad_enabled() or torch.compiler.is_compiling():
+        if not InferenceCache.usable(self.training):
             return self.compute_positional_terms(geometry)
-        device = self.norm1.weight.device
-        autocast = (torch.get_autocast_dtype(device.type)
-                    if torch.is_autocast_enabled(device.type) else None)
-        weights = tuple((p.data_ptr(), p._version) for p in self._positional_weights())
-        key = (geometry, self.norm1.weight.dtype, device, autocast, weights)
-        terms = self._terms_cache.get(key)
-        if terms is None:
-            self._terms_cache.clear()  # one geometry at a time: outdated entries are dropped
-            terms = self._terms_cache[key] = self.compute_positional_terms(geometry)
-        return terms
+        return self._terms_cache.get(geometry, self._positional_weights(),
+                                     lambda: self.compute_positional_terms(geometry))
 
     def _positional_weights(self):
         mlps = [self.pos_mlp, self.attn.rel_pos_mlp]
@@ -381,17 +475,19 @@ class HATBlock(TransformerLayer):
             yield from mlp.parameters()
 
     def compute_positional_terms(self, geometry: WindowGeometry) -> PositionalTerms:
-        w, ct = geometry.window, geometry.ct_size
+        ct = geometry.ct_size
         device = self.norm1.weight.device
-        window_pos = self.pos_mlp(position_coords(grid_positions(w, w, device), w, w))
+        window_pos = self.pos_mlp(self.window_coords)
+        window_tables = (self.window_offsets, self.window_offset_index)
         if not ct:
-            return PositionalTerms(window_pos, self.attn.position_bias(w, w))
+            return PositionalTerms(window_pos, self.attn.position_bias(*window_tables))
         rows, cols = geometry.rows * ct, geometry.cols * ct
         positions = geometry.carrier_positions(device)
         return PositionalTerms(
-            window_pos, self.attn.position_bias(w, w, num_prefix=ct * ct),
+            window_pos, self.attn.position_bias(*window_tables, num_prefix=ct * ct),
             self.carrier.pos_mlp(position_coords(positions, rows, cols)),
-            self.carrier.attn.position_bias(rows, cols, positions),
+            self.carrier.attn.position_bias(
+                *relative_position_tables(rows, cols, positions, device)),
             nearest_carrier_index(geometry, device) if self.propagate else None)
 
     def train(self, mode: bool = True):
@@ -508,8 +604,9 @@ class TransformerStage(nn.Module):
         self.ct_size = ct_size if hat else 0
         self.carrier_init = CarrierTokenInit(dim) if hat else None
         self.blocks = nn.ModuleList(
-            HATBlock(dim, num_heads, mlp_ratio, drop_paths[i], layer_scale, with_carriers=hat,
-                     propagate=propagation and i == depth - 1) for i in range(depth))
+            HATBlock(dim, num_heads, window, mlp_ratio, drop_paths[i], layer_scale,
+                     with_carriers=hat, propagate=propagation and i == depth - 1)
+            for i in range(depth))
         self.downsample = Downsample(dim) if downsample else None
 
     def geometry(self, height: int, width: int) -> WindowGeometry:

@@ -223,6 +223,31 @@ def test_input_channels_size_and_finiteness_are_checked():
         model(x)
 
 
+def test_folded_conv_norms_follow_the_norms():
+    """In inference each BatchNorm of the conv stem and stages is folded into its convolution: the
+    features equal those of the unfolded layers (run with autograd on) and follow any change of the
+    norms' statistics."""
+    model = FasterViT(arch=TINY_ARCH).eval()
+    x = torch.randn(1, 3, 64, 64)
+
+    def folded_and_plain():
+        with torch.no_grad():
+            folded = model(x)[:2]
+        return folded, [out.detach() for out in model(x)[:2]]
+
+    folded, plain = folded_and_plain()
+    assert len(model.stages[1].blocks[0]._folded) == 1
+    for out, ref in zip(folded, plain):
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        model.stem.norm1.running_var.mul_(4.0)
+        model.stages[1].blocks[0].norm2.running_mean.add_(1.0)
+    edited, plain = folded_and_plain()
+    assert not torch.allclose(edited[1], folded[1])
+    for out, ref in zip(edited, plain):
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
 def test_inference_cache_follows_weight_changes():
     """Eval-mode positional terms are cached per geometry, never stale: an in-place weight edit or
     load_state_dict gives the same result as the uncached (autograd-enabled) computation."""
