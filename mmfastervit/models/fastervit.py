@@ -12,6 +12,7 @@ terms, attention biases) is derived from the actual feature size in ``forward``:
 input size, and nothing shape-dependent is stored in the state dict.
 """
 import math
+from functools import partial
 from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
@@ -161,18 +162,24 @@ class ConvBNLayers(nn.Module):
         """(conv, norm, per-channel scale after the norm or None), in order."""
         raise NotImplementedError
 
-    def conv_bn(self, index: int, x: torch.Tensor) -> torch.Tensor:
-        """The ``index``-th conv + norm (+ scale) applied to ``x``."""
+    def conv_bn_layers(self) -> List[Callable[[torch.Tensor], torch.Tensor]]:
+        """One function per (conv, norm, scale), in order: the folded convolution in inference,
+        else the layers as they are. Called once per forward."""
         pairs = self.conv_bn_pairs()
-        conv, norm, scale = pairs[index]
-        if not InferenceCache.usable(norm.training):
-            x = norm(conv(x))
-            return x if scale is None else x * scale.view(1, -1, 1, 1)
+        if not InferenceCache.usable(pairs[0][1].training):
+            return [partial(conv_norm_scale, *pair) for pair in pairs]
         sources = [t for c, n, g in pairs
                    for t in (c.weight, c.bias, n.weight, n.bias, n.running_mean, n.running_var, g)
                    if t is not None]
         folded = self._folded.get(None, sources, lambda: [fold_batch_norm(*p) for p in pairs])
-        return conv._conv_forward(x, *folded[index])
+        return [partial(conv._conv_forward, weight=weight, bias=bias)
+                for (conv, _, _), (weight, bias) in zip(pairs, folded)]
+
+
+def conv_norm_scale(conv: nn.Conv2d, norm: nn.BatchNorm2d, scale: Optional[torch.Tensor],
+                    x: torch.Tensor) -> torch.Tensor:
+    x = norm(conv(x))
+    return x if scale is None else x * scale.view(1, -1, 1, 1)
 
 
 class ConvStem(ConvBNLayers):
@@ -189,7 +196,8 @@ class ConvStem(ConvBNLayers):
         return [(self.conv1, self.norm1, None), (self.conv2, self.norm2, None)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.conv_bn(1, F.relu(self.conv_bn(0, x))))
+        first, second = self.conv_bn_layers()
+        return F.relu(second(F.relu(first(x))))
 
 
 class ConvBlock(ConvBNLayers):
@@ -208,7 +216,8 @@ class ConvBlock(ConvBNLayers):
         return [(self.conv1, self.norm1, None), (self.conv2, self.norm2, self.gamma)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.drop_path(self.conv_bn(1, F.gelu(self.conv_bn(0, x))))
+        first, second = self.conv_bn_layers()
+        return x + self.drop_path(second(F.gelu(first(x))))
 
 
 class Downsample(nn.Module):
