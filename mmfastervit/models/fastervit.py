@@ -9,11 +9,11 @@ together with its carriers, so information crosses window borders at almost no c
 
 Every shape-dependent quantity (window padding, carrier-token grid and pooling geometry, positional
 terms, attention biases) is derived from the actual feature size in ``forward``: one model serves any
-input size, and nothing shape-dependent is stored in the state dict.
+input size, and nothing shape-dependent is stored in the state dict. How some layers run fast
+(kernel choice, BatchNorm folding) is in :mod:`.kernels`.
 """
 import math
-from functools import partial
-from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -25,6 +25,9 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmfastervit import compat
+from .kernels import TokenLinear, at_least_one, average_pool, conv_norm
 
 # Official FasterViT variants. ``window_size`` and ``hat`` are per stage; ``layer_scale`` is the
 # initial value of the residual scales of transformer blocks (None: no layer scale); ``propagation``
@@ -82,6 +85,11 @@ def resolve_arch(arch: Union[str, int, dict]) -> dict:
     return settings
 
 
+# ----------------------------------------------------------------------------------------------
+# Convolutional part: stem, conv blocks, downsamplers
+# ----------------------------------------------------------------------------------------------
+
+
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of an NCHW map (a subclass of ``nn.LayerNorm`` so that optimizer
     constructors recognise it as a norm layer)."""
@@ -95,94 +103,7 @@ class LayerNorm2d(nn.LayerNorm):
 MODELS.register_module('LN2d', module=LayerNorm2d, force=True)
 
 
-class InferenceCache:
-    """A value derived from some tensors of a module (its weights), kept between inference calls.
-
-    Only for inference: the module in eval mode, autograd off, and not being traced by
-    ``torch.compile`` or export (:meth:`usable`). The value is keyed by the caller's key, the
-    autocast state and the storage, version counter and dtype of every source tensor, so any change
-    of the sources (``load_state_dict``, an optimizer step, ``.to()``, an in-place edit) recomputes
-    it. One value at a time; not part of the state dict.
-    """
-
-    def __init__(self):
-        self._key = None
-        self._value = None
-
-    @staticmethod
-    def usable(training: bool) -> bool:
-        return not (training or torch.is_grad_enabled() or torch.compiler.is_compiling())
-
-    def get(self, key: Any, sources: Iterable[torch.Tensor], compute: Callable[[], Any]) -> Any:
-        sources = tuple(sources)
-        device_type = sources[0].device.type
-        autocast = (torch.get_autocast_dtype(device_type)
-                    if torch.is_autocast_enabled(device_type) else None)
-        full_key = (key, autocast,
-                    tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in sources))
-        if full_key != self._key:
-            self.clear()
-            self._value = compute()
-            self._key = full_key
-        return self._value
-
-    def clear(self) -> None:
-        self._key = self._value = None
-
-    def __len__(self) -> int:
-        return int(self._key is not None)
-
-
-def fold_batch_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d,
-                    scale: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Weight and bias of the single convolution equal to ``conv``, then ``norm`` in eval mode, then
-    a per-channel ``scale``."""
-    factor = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
-    bias = norm.bias - norm.running_mean * factor
-    if conv.bias is not None:
-        bias = bias + conv.bias * factor
-    if scale is not None:
-        factor, bias = factor * scale, bias * scale
-    return conv.weight * factor.view(-1, 1, 1, 1), bias
-
-
-class ConvBNLayers(nn.Module):
-    """Base of the modules made of convolutions each followed by BatchNorm (``conv{i}``,
-    ``norm{i}``). In inference each pair runs as one convolution whose weights fold the norm in
-    (cached): the norm's pass over the feature map, memory-bound on the large maps of the conv
-    stages, disappears. Training, autograd and ``torch.compile`` (whose freezing folds the norms
-    itself) run the layers as they are.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self._folded = InferenceCache()
-
-    def conv_bn_pairs(self) -> List[Tuple[nn.Conv2d, nn.BatchNorm2d, Optional[torch.Tensor]]]:
-        """(conv, norm, per-channel scale after the norm or None), in order."""
-        raise NotImplementedError
-
-    def conv_bn_layers(self) -> List[Callable[[torch.Tensor], torch.Tensor]]:
-        """One function per (conv, norm, scale), in order: the folded convolution in inference,
-        else the layers as they are. Called once per forward."""
-        pairs = self.conv_bn_pairs()
-        if not InferenceCache.usable(pairs[0][1].training):
-            return [partial(conv_norm_scale, *pair) for pair in pairs]
-        sources = [t for c, n, g in pairs
-                   for t in (c.weight, c.bias, n.weight, n.bias, n.running_mean, n.running_var, g)
-                   if t is not None]
-        folded = self._folded.get(None, sources, lambda: [fold_batch_norm(*p) for p in pairs])
-        return [partial(conv._conv_forward, weight=weight, bias=bias)
-                for (conv, _, _), (weight, bias) in zip(pairs, folded)]
-
-
-def conv_norm_scale(conv: nn.Conv2d, norm: nn.BatchNorm2d, scale: Optional[torch.Tensor],
-                    x: torch.Tensor) -> torch.Tensor:
-    x = norm(conv(x))
-    return x if scale is None else x * scale.view(1, -1, 1, 1)
-
-
-class ConvStem(ConvBNLayers):
+class ConvStem(nn.Module):
     """Two stride-2 3x3 convolutions with BN and ReLU: image -> stride-4 features."""
 
     def __init__(self, in_channels: int, hidden_dim: int, dim: int):
@@ -192,15 +113,12 @@ class ConvStem(ConvBNLayers):
         self.conv2 = nn.Conv2d(hidden_dim, dim, 3, 2, 1, bias=False)
         self.norm2 = nn.BatchNorm2d(dim, eps=1e-4)
 
-    def conv_bn_pairs(self):
-        return [(self.conv1, self.norm1, None), (self.conv2, self.norm2, None)]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        first, second = self.conv_bn_layers()
-        return F.relu(second(F.relu(first(x))))
+        x = F.relu(conv_norm(self.conv1, self.norm1, x))
+        return F.relu(conv_norm(self.conv2, self.norm2, x))
 
 
-class ConvBlock(ConvBNLayers):
+class ConvBlock(nn.Module):
     """x + DropPath(gamma * BN(conv3x3(GELU(BN(conv3x3(x))))))."""
 
     def __init__(self, dim: int, drop_path: float = 0.0, layer_scale: Optional[float] = None):
@@ -209,15 +127,12 @@ class ConvBlock(ConvBNLayers):
         self.norm1 = nn.BatchNorm2d(dim, eps=1e-5)
         self.conv2 = nn.Conv2d(dim, dim, 3, 1, 1)
         self.norm2 = nn.BatchNorm2d(dim, eps=1e-5)
-        self.gamma = nn.Parameter(torch.full((dim, ), layer_scale)) if layer_scale else None
+        self.gamma = layer_scale_param(dim, layer_scale)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def conv_bn_pairs(self):
-        return [(self.conv1, self.norm1, None), (self.conv2, self.norm2, self.gamma)]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        first, second = self.conv_bn_layers()
-        return x + self.drop_path(second(F.gelu(first(x))))
+        y = F.gelu(conv_norm(self.conv1, self.norm1, x))
+        return x + self.drop_path(conv_norm(self.conv2, self.norm2, y, self.gamma))
 
 
 class Downsample(nn.Module):
@@ -232,24 +147,17 @@ class Downsample(nn.Module):
         return self.conv(self.norm(x))
 
 
-class TokenLinear(nn.Linear):
-    """``nn.Linear`` over token features (..., C).
+def layer_scale_param(dim: int, init: Optional[float]) -> Optional[nn.Parameter]:
+    return nn.Parameter(torch.full((dim, ), init)) if init else None
 
-    On the CPU in fp32 (eager or ``torch.compile``) the product runs as a 1x1 convolution over a
-    channels-last view of the tokens (an image of M pixels with C channels; no copy): the same
-    arithmetic, computed by oneDNN's JIT kernels, which on AVX-512 CPUs are about twice as fast as
-    the BLAS GEMM behind ``F.linear`` (compiled FasterViT-0 fp32: 1.7x faster than with
-    ``F.linear``). Elsewhere (GPU, autocast, tracing, export) it is ``F.linear``.
-    """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.device.type != 'cpu' or x.dtype != torch.float32 or torch.is_autocast_enabled('cpu')
-                or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
-                or torch.compiler.is_exporting()):
-            return F.linear(x, self.weight, self.bias)
-        pixels = x.reshape(1, -1, 1, self.in_features).permute(0, 3, 1, 2)
-        out = F.conv2d(pixels, self.weight[:, :, None, None], self.bias)
-        return out.permute(0, 2, 3, 1).reshape(*x.shape[:-1], self.out_features)
+def scaled(x: torch.Tensor, gamma: Optional[torch.Tensor]) -> torch.Tensor:
+    return x if gamma is None else x * gamma
+
+
+# ----------------------------------------------------------------------------------------------
+# Positions: learned positional terms and continuous relative position biases
+# ----------------------------------------------------------------------------------------------
 
 
 class PositionMLP(nn.Module):
@@ -265,19 +173,14 @@ class PositionMLP(nn.Module):
         return self.fc2(F.relu(self.fc1(coords)))
 
 
-def grid_positions(rows: int, cols: int, device=None) -> Tuple[torch.Tensor, torch.Tensor]:
+Positions = Tuple[torch.Tensor, torch.Tensor]  # (row, col) grid index of each token
+
+
+def grid_positions(rows: int, cols: int, device=None) -> Positions:
     """Row and column index of every cell of a ``rows x cols`` grid, in row-major order."""
     row, col = torch.meshgrid(torch.arange(rows, device=device), torch.arange(cols, device=device),
                               indexing='ij')
     return row.reshape(-1), col.reshape(-1)
-
-
-def at_least_one(n: int) -> int:
-    """``max(n, 1)`` for a size. A symbolic size (ONNX export with dynamic height and width) goes
-    through ``torch.sym_max``, which keeps it symbolic where ``max`` would fix it to the example
-    input's value; a plain int uses ``max``, which ``torch.compile`` traces in every torch version
-    (older ones break the graph at ``torch.sym_max``)."""
-    return torch.sym_max(n, 1) if isinstance(n, torch.SymInt) else max(n, 1)
 
 
 def axis_coords(index: torch.Tensor, n: int) -> torch.Tensor:
@@ -286,10 +189,23 @@ def axis_coords(index: torch.Tensor, n: int) -> torch.Tensor:
     return (index.float() - half) / at_least_one(half)
 
 
-def position_coords(positions: Tuple[torch.Tensor, torch.Tensor], rows: int,
-                    cols: int) -> torch.Tensor:
+def position_coords(positions: Positions, rows: int, cols: int) -> torch.Tensor:
     """(N, 2) normalised (row, col) coordinates of tokens at the given grid positions."""
     return torch.stack([axis_coords(positions[0], rows), axis_coords(positions[1], cols)], dim=-1)
+
+
+WINDOW_COORD_NORMS = ('side', 'tokens')
+
+
+def window_token_coords(window: int, norm: str = 'side') -> torch.Tensor:
+    """(w*w, 2) coordinates of a window's tokens for its positional MLP. ``'side'``: each axis
+    normalised by half the window side (the classification network); ``'tokens'``: both axes by half
+    the number of tokens in the window, ``(i - w*w//2) / (w*w//2)``, the definition the official DINO
+    detector was fine-tuned with."""
+    if norm not in WINDOW_COORD_NORMS:
+        raise ValueError(f'window_coord_norm must be one of {WINDOW_COORD_NORMS}, got {norm!r}')
+    scale = window if norm == 'side' else window * window
+    return position_coords(grid_positions(window, window), scale, scale)
 
 
 def log_relative_coords(rows: int, cols: int, device=None) -> torch.Tensor:
@@ -303,8 +219,7 @@ def log_relative_coords(rows: int, cols: int, device=None) -> torch.Tensor:
     return torch.sign(table) * torch.log2(table.abs() + 1.0) / 3.0
 
 
-def relative_position_index(positions: Tuple[torch.Tensor, torch.Tensor], rows: int,
-                            cols: int) -> torch.Tensor:
+def relative_position_index(positions: Positions, rows: int, cols: int) -> torch.Tensor:
     """(N, N) index into the relative-offset table of a ``rows x cols`` grid for tokens at the given
     grid positions (in any order)."""
     token_rows, token_cols = positions
@@ -313,14 +228,9 @@ def relative_position_index(positions: Tuple[torch.Tensor, torch.Tensor], rows: 
     return d_row * (2 * cols - 1) + d_col
 
 
-def relative_position_tables(rows: int, cols: int,
-                             positions: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
-                             device=None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The relative-offset table of a ``rows x cols`` grid (:func:`log_relative_coords`) and the
-    (N, N) index into it of tokens at ``positions`` (default: all cells, row-major)."""
-    if positions is None:
-        positions = grid_positions(rows, cols, device)
-    return log_relative_coords(rows, cols, device), relative_position_index(positions, rows, cols)
+# ----------------------------------------------------------------------------------------------
+# Transformer layers
+# ----------------------------------------------------------------------------------------------
 
 
 class Attention(nn.Module):
@@ -338,9 +248,9 @@ class Attention(nn.Module):
 
     def position_bias(self, offsets: torch.Tensor, index: torch.Tensor,
                       num_prefix: int = 0) -> torch.Tensor:
-        """(1, heads, P+N, P+N) bias of N grid tokens, from their grid's relative-offset table and
-        index (:func:`relative_position_tables`); the ``num_prefix`` tokens in front of the grid
-        tokens (carrier tokens of a window) get no bias."""
+        """(1, heads, P+N, P+N) bias of N grid tokens, from their grid's relative-offset table
+        (:func:`log_relative_coords`) and index (:func:`relative_position_index`); the
+        ``num_prefix`` tokens in front of the grid tokens (carrier tokens of a window) get none."""
         table = 16 * torch.sigmoid(self.rel_pos_mlp(offsets))
         # contiguous: the fused attention kernel would otherwise copy the mask on every call
         bias = table[index].permute(2, 0, 1).contiguous()
@@ -352,12 +262,11 @@ class Attention(nn.Module):
         batch, length, dim = x.shape
         qkv = self.qkv(x).view(batch, length, 3, self.num_heads, dim // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        if torch.compiler.is_compiling():
+        if compat.is_compiling():
             # Written out for torch.compile and export: inductor fuses the scale, bias and softmax
             # between two batched matmuls, which on the CPU beats the fused kernel for windows of
-            # ~50 tokens (with the folded window terms of HATBlock, compiled FasterViT-0 in bf16
-            # went from 102 to 114 images/s on 2 cores), and the exporter mis-derives the layout
-            # of the fused kernel's output for symbolic sizes.
+            # ~50 tokens, and the exporter mis-derives the layout of the fused kernel's output for
+            # symbolic sizes.
             attn = (q @ k.transpose(-2, -1)) * q.shape[-1]**-0.5 + bias.to(q.dtype)
             x = attn.softmax(dim=-1) @ v
         else:
@@ -376,17 +285,9 @@ class Mlp(nn.Module):
         return self.fc2(F.gelu(self.fc1(x)))
 
 
-def layer_scale_param(dim: int, init: Optional[float]) -> Optional[nn.Parameter]:
-    return nn.Parameter(torch.full((dim, ), init)) if init else None
-
-
-def scaled(x: torch.Tensor, gamma: Optional[torch.Tensor]) -> torch.Tensor:
-    return x if gamma is None else x * gamma
-
-
 class TransformerLayer(nn.Module):
-    """Pre-norm transformer layer: a positional MLP term on the grid tokens, then attention and MLP
-    residuals with optional layer scales."""
+    """Pre-norm transformer layer over tokens on a grid: x + pos_mlp(coords), then
+    x + gamma1 * Attn(LN(x)) and x + gamma2 * MLP(LN(x)), the residuals with DropPath."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float, drop_path: float,
                  layer_scale: Optional[float]):
@@ -405,20 +306,9 @@ class TransformerLayer(nn.Module):
         return x + self.drop_path(scaled(self.mlp(self.norm2(x)), self.gamma2))
 
 
-class CarrierLayer(TransformerLayer):
-    """Global attention among all carrier tokens of an image (the cross-window path of HAT)."""
-
-    def forward(self, carriers: torch.Tensor, terms: 'PositionalTerms') -> torch.Tensor:
-        return self.residuals(carriers + terms.carrier_pos, terms.carrier_bias)
-
-
-class PositionalTerms(NamedTuple):
-    """Shape-dependent terms of one HAT block, derived from its weights and the feature geometry."""
-    window_pos: torch.Tensor  # (w*w, C) added to every window's tokens
-    window_bias: torch.Tensor  # (1, heads, P+w*w, P+w*w), P carriers per window (0 without HAT)
-    carrier_pos: Optional[torch.Tensor] = None  # (T, C) for the T carriers of an image
-    carrier_bias: Optional[torch.Tensor] = None  # (1, heads, T, T)
-    propagation_index: Optional[torch.Tensor] = None  # (w*w, ) carrier of each window token
+# ----------------------------------------------------------------------------------------------
+# Windows and carrier tokens (hierarchical attention)
+# ----------------------------------------------------------------------------------------------
 
 
 class WindowGeometry(NamedTuple):
@@ -428,7 +318,7 @@ class WindowGeometry(NamedTuple):
     cols: int  # windows along W
     ct_size: int  # carriers per window along each axis; 0 without carrier tokens
 
-    def carrier_positions(self, device=None) -> Tuple[torch.Tensor, torch.Tensor]:
+    def carrier_positions(self, device=None) -> Positions:
         """(row, col), in the (rows*ct) x (cols*ct) carrier grid, of each carrier token in the
         window-major order carriers are kept in (window by window, row-major inside a window)."""
         ct = self.ct_size
@@ -438,94 +328,18 @@ class WindowGeometry(NamedTuple):
         return (win_r * ct + r).reshape(-1), (win_c * ct + c).reshape(-1)
 
 
-class HATBlock(TransformerLayer):
-    """Hierarchical attention block.
-
-    With carrier tokens: the carriers first attend globally (``carrier``), then are put in front of
-    their window's tokens for the window attention, and split off again. The last block of a stage
-    with ``propagate`` adds each window's carriers, nearest-upsampled to the window, to its tokens.
-    """
-
-    def __init__(self, dim: int, num_heads: int, window: int, mlp_ratio: float, drop_path: float,
-                 layer_scale: Optional[float], with_carriers: bool, propagate: bool):
-        super().__init__(dim, num_heads, mlp_ratio, drop_path, layer_scale)
-        self.carrier = CarrierLayer(dim, num_heads, mlp_ratio, drop_path,
-                                    layer_scale) if with_carriers else None
-        self.propagate = propagate
-        # The window grid's coordinate tables are fixed, so they are (non-persistent) buffers: in
-        # torch.compile with inductor's freezing, the positional MLPs applied to buffers fold into
-        # constants, where values derived from torch.arange in the graph are not folded.
-        offsets, index = relative_position_tables(window, window)
-        self.register_buffer(
-            'window_coords', position_coords(grid_positions(window, window), window, window),
-            persistent=False)
-        self.register_buffer('window_offsets', offsets, persistent=False)
-        self.register_buffer('window_offset_index', index, persistent=False)
-        self._terms_cache = InferenceCache()
-
-    def positional_terms(self, geometry: WindowGeometry) -> PositionalTerms:
-        """The block's shape-dependent terms for ``geometry``.
-
-        In inference (eval mode, no autograd) they are cached per geometry, dtype and device, and
-        keyed by the version counters of the weights they come from, so that any change of those
-        weights (``load_state_dict``, an optimizer step, an in-place edit) recomputes them. In
-        training, and while tracing for ``torch.compile``/export, they are computed in the graph.
-        """
-        if not InferenceCache.usable(self.training):
-            return self.compute_positional_terms(geometry)
-        return self._terms_cache.get(geometry, self._positional_weights(),
-                                     lambda: self.compute_positional_terms(geometry))
-
-    def _positional_weights(self):
-        mlps = [self.pos_mlp, self.attn.rel_pos_mlp]
-        if self.carrier is not None:
-            mlps += [self.carrier.pos_mlp, self.carrier.attn.rel_pos_mlp]
-        for mlp in mlps:
-            yield from mlp.parameters()
-
-    def compute_positional_terms(self, geometry: WindowGeometry) -> PositionalTerms:
-        ct = geometry.ct_size
-        device = self.norm1.weight.device
-        window_pos = self.pos_mlp(self.window_coords)
-        window_tables = (self.window_offsets, self.window_offset_index)
-        if not ct:
-            return PositionalTerms(window_pos, self.attn.position_bias(*window_tables))
-        rows, cols = geometry.rows * ct, geometry.cols * ct
-        positions = geometry.carrier_positions(device)
-        return PositionalTerms(
-            window_pos, self.attn.position_bias(*window_tables, num_prefix=ct * ct),
-            self.carrier.pos_mlp(position_coords(positions, rows, cols)),
-            self.carrier.attn.position_bias(
-                *relative_position_tables(rows, cols, positions, device)),
-            nearest_carrier_index(geometry, device) if self.propagate else None)
-
-    def train(self, mode: bool = True):
-        self._terms_cache.clear()
-        return super().train(mode)
-
-    def forward(self, x: torch.Tensor, carriers: Optional[torch.Tensor], terms: PositionalTerms,
-                geometry: WindowGeometry) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """x: (B*nW, w*w, C) window tokens; carriers: (B, nW*ct*ct, C) in window-major order."""
-        x = x + terms.window_pos
-        if carriers is None:
-            return self.residuals(x, terms.window_bias), None
-        batch, num_carriers, dim = carriers.shape
-        per_window = geometry.ct_size**2
-        carriers = self.carrier(carriers, terms)
-        x = torch.cat([carriers.reshape(-1, per_window, dim), x], dim=1)
-        x = self.residuals(x, terms.window_bias)
-        window_carriers, x = x.split([per_window, x.shape[1] - per_window], dim=1)
-        if self.propagate:
-            x = x + scaled(window_carriers[:, terms.propagation_index], self.carrier.gamma1)
-        return x, window_carriers.reshape(batch, num_carriers, dim)
+def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B*nW, w*w, C), windows in row-major order."""
+    batch, dim, height, width = x.shape
+    x = x.view(batch, dim, height // window, window, width // window, window)
+    return x.permute(0, 2, 4, 3, 5, 1).reshape(-1, window * window, dim)
 
 
-def nearest_carrier_index(geometry: WindowGeometry, device) -> torch.Tensor:
-    """For each token of a window, its carrier under nearest-neighbour upsampling of the window's
-    ct x ct carriers to w x w (PyTorch's 'nearest' rule, so it equals ``F.interpolate``)."""
-    ct, w = geometry.ct_size, geometry.window
-    grid = torch.arange(ct * ct, dtype=torch.float32, device=device).view(1, 1, ct, ct)
-    return F.interpolate(grid, size=(w, w), mode='nearest').long().view(-1)
+def window_reverse(windows: torch.Tensor, window: int, height: int, width: int) -> torch.Tensor:
+    """(B*nW, w*w, C) -> (B, C, H, W)."""
+    dim = windows.shape[-1]
+    x = windows.view(-1, height // window, width // window, window, window, dim)
+    return x.permute(0, 5, 1, 3, 2, 4).reshape(-1, dim, height, width)
 
 
 class CarrierTokenInit(nn.Module):
@@ -552,78 +366,152 @@ class CarrierTokenInit(nn.Module):
 
     def forward(self, x: torch.Tensor, geometry: WindowGeometry) -> torch.Tensor:
         """(B, C, Hp, Wp) padded stage input -> (B, nW*ct*ct, C) carriers in window-major order."""
-        (k_h, s_h, n_h), (k_w, s_w, n_w) = (
-            self.pooling(length, geometry.window, geometry.ct_size) for length in x.shape[2:])
-        x = self.conv(x)
-        if torch.compiler.is_exporting():
-            # ONNX pooling kernels are static; the kernel here grows with the input size
-            pooled = box_mean(box_mean(x, k_h, s_h, n_h, dim=2), k_w, s_w, n_w, dim=3)
-        else:
-            pooled = F.avg_pool2d(x, (k_h, k_w), (s_h, s_w))
+        kernel, stride, cells = zip(*(self.pooling(length, geometry.window, geometry.ct_size)
+                                      for length in x.shape[2:]))
+        pooled = average_pool(self.conv(x), kernel, stride, cells)
         batch, dim = pooled.shape[:2]
         ct = geometry.ct_size
         pooled = pooled.view(batch, dim, geometry.rows, ct, geometry.cols, ct)
         return pooled.permute(0, 2, 4, 3, 5, 1).reshape(batch, -1, dim)
 
 
-def box_mean(x: torch.Tensor, kernel: int, stride: int, cells: int, dim: int) -> torch.Tensor:
-    """Average pooling along one axis through a cumulative sum, for kernels of symbolic size."""
-    sums = F.pad(x.cumsum(dim), (1, 0) if dim == x.dim() - 1 else (0, 0, 1, 0))
-    starts = torch.arange(cells, device=x.device) * stride
-    return (sums.index_select(dim, starts + kernel) - sums.index_select(dim, starts)) / kernel
+class CarrierLayer(TransformerLayer):
+    """Global attention among all carrier tokens of an image (the cross-window path of HAT), with a
+    positional term and relative position bias over the (rows*ct) x (cols*ct) carrier grid."""
+
+    def forward(self, carriers: torch.Tensor, geometry: WindowGeometry) -> torch.Tensor:
+        """carriers: (B, T, C) in window-major order."""
+        ct = geometry.ct_size
+        rows, cols = geometry.rows * ct, geometry.cols * ct
+        positions = geometry.carrier_positions(carriers.device)
+        offsets = log_relative_coords(rows, cols, carriers.device)
+        bias = self.attn.position_bias(offsets, relative_position_index(positions, rows, cols))
+        carriers = carriers + self.pos_mlp(position_coords(positions, rows, cols))
+        return self.residuals(carriers, bias)
 
 
-def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
-    """(B, C, H, W) -> (B*nW, w*w, C), windows in row-major order."""
-    batch, dim, height, width = x.shape
-    x = x.view(batch, dim, height // window, window, width // window, window)
-    return x.permute(0, 2, 4, 3, 5, 1).reshape(-1, window * window, dim)
+def nearest_carrier_index(ct_size: int, window: int, device=None) -> torch.Tensor:
+    """For each token of a window, its carrier under nearest-neighbour upsampling of the window's
+    ct x ct carriers to w x w (PyTorch's 'nearest' rule, so it equals ``F.interpolate``)."""
+    grid = torch.arange(ct_size * ct_size, dtype=torch.float32, device=device)
+    grid = grid.view(1, 1, ct_size, ct_size)
+    return F.interpolate(grid, size=(window, window), mode='nearest').long().view(-1)
 
 
-def window_reverse(windows: torch.Tensor, window: int, height: int, width: int) -> torch.Tensor:
-    """(B*nW, w*w, C) -> (B, C, H, W)."""
-    dim = windows.shape[-1]
-    x = windows.view(-1, height // window, width // window, window, window, dim)
-    return x.permute(0, 5, 1, 3, 2, 4).reshape(-1, dim, height, width)
+class HATBlock(TransformerLayer):
+    """Hierarchical attention block.
+
+    With carrier tokens: the carriers first attend globally (``carrier``), then are put in front of
+    their window's tokens for the window attention, and split off again. The last block of a stage
+    with ``propagate`` adds each window's carriers, nearest-upsampled to the window, to its tokens.
+    """
+
+    def __init__(self, dim: int, num_heads: int, window: int, mlp_ratio: float, drop_path: float,
+                 layer_scale: Optional[float], with_carriers: bool, propagate: bool,
+                 window_coord_norm: str = 'side'):
+        super().__init__(dim, num_heads, mlp_ratio, drop_path, layer_scale)
+        self.carrier = CarrierLayer(dim, num_heads, mlp_ratio, drop_path,
+                                    layer_scale) if with_carriers else None
+        self.propagate = propagate
+        # The window grid's coordinate tables are fixed, so they are (non-persistent) buffers: under
+        # torch.compile with inductor's freezing, the positional MLPs applied to buffers fold into
+        # constants, where values derived from torch.arange in the graph are not folded.
+        self.register_buffer('window_coords', window_token_coords(window, window_coord_norm),
+                             persistent=False)
+        self.register_buffer('window_offsets', log_relative_coords(window, window),
+                             persistent=False)
+        self.register_buffer('window_offset_index',
+                             relative_position_index(grid_positions(window, window), window, window),
+                             persistent=False)
+
+    def forward(self, x: torch.Tensor, carriers: Optional[torch.Tensor],
+                geometry: WindowGeometry) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """x: (B*nW, w*w, C) window tokens; carriers: (B, nW*ct*ct, C) in window-major order, or
+        None without carrier tokens."""
+        x = x + self.pos_mlp(self.window_coords)
+        num_prefix = geometry.ct_size**2  # carriers per window
+        bias = self.attn.position_bias(self.window_offsets, self.window_offset_index, num_prefix)
+        if carriers is None:
+            return self.residuals(x, bias), None
+        batch, num_carriers, dim = carriers.shape
+        carriers = self.carrier(carriers, geometry)
+        x = torch.cat([carriers.reshape(-1, num_prefix, dim), x], dim=1)
+        x = self.residuals(x, bias)
+        window_carriers, x = x.split([num_prefix, x.shape[1] - num_prefix], dim=1)
+        if self.propagate:
+            index = nearest_carrier_index(geometry.ct_size, geometry.window, x.device)
+            x = x + scaled(window_carriers[:, index], self.carrier.gamma1)
+        return x, window_carriers.reshape(batch, num_carriers, dim)
 
 
-class ConvStage(nn.Module):
+# ----------------------------------------------------------------------------------------------
+# Stages and the backbone
+# ----------------------------------------------------------------------------------------------
 
-    def __init__(self, dim: int, depth: int, drop_paths: Sequence[float],
-                 downsample: bool):
+
+class Stage(nn.Module):
+    """A stage's blocks, then (except in the last stage) its downsampler, which computes the next
+    stage's input (as mmdet's ``SwinBlockSequence``)."""
+
+    def __init__(self, blocks: Sequence[nn.Module], dim: int, downsample: bool, with_cp: bool):
         super().__init__()
-        self.blocks = nn.ModuleList(ConvBlock(dim, dp) for dp in drop_paths[:depth])
+        self.with_cp = with_cp
+        self.blocks = nn.ModuleList(blocks)
         self.downsample = Downsample(dim) if downsample else None
 
-    def forward_blocks(self, x: torch.Tensor, with_cp: bool) -> torch.Tensor:
+    def run_block(self, block: nn.Module, *args):
+        if self.with_cp and self.training:
+            return cp.checkpoint(block, *args, use_reentrant=False)
+        return block(*args)
+
+    def forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor,
+                downsample: bool = True) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(the stage's features, their downsampled version for the next stage, or None when
+        ``downsample`` is False or the stage has no downsampler)."""
+        x = self.forward_blocks(x)
+        return x, self.downsample(x) if downsample and self.downsample is not None else None
+
+
+class ConvStage(Stage):
+
+    def __init__(self, dim: int, depth: int, drop_paths: Sequence[float], downsample: bool,
+                 with_cp: bool = False):
+        super().__init__((ConvBlock(dim, dp) for dp in drop_paths[:depth]), dim, downsample,
+                         with_cp)
+
+    def forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
-            x = cp.checkpoint(block, x, use_reentrant=False) if with_cp else block(x)
+            x = self.run_block(block, x)
         return x
 
 
-class TransformerStage(nn.Module):
+class TransformerStage(Stage):
     """Window-attention stage; with ``hat`` it uses carrier tokens whenever the (padded) map holds
-    more than one window along an axis."""
+    more than one window along an axis. The map is padded right and bottom to whole windows and
+    cropped back after the blocks."""
 
     def __init__(self, dim: int, depth: int, num_heads: int, window: int, ct_size: int,
                  hat: bool, propagation: bool, mlp_ratio: float, layer_scale: Optional[float],
-                 drop_paths: Sequence[float], downsample: bool):
-        super().__init__()
+                 drop_paths: Sequence[float], downsample: bool, window_coord_norm: str = 'side',
+                 with_cp: bool = False):
+        carrier_init = CarrierTokenInit(dim) if hat else None
+        blocks = (HATBlock(dim, num_heads, window, mlp_ratio, drop_paths[i], layer_scale,
+                           with_carriers=hat, propagate=propagation and i == depth - 1,
+                           window_coord_norm=window_coord_norm) for i in range(depth))
+        super().__init__(blocks, dim, downsample, with_cp)
+        self.carrier_init = carrier_init
         self.window = window
         self.ct_size = ct_size if hat else 0
-        self.carrier_init = CarrierTokenInit(dim) if hat else None
-        self.blocks = nn.ModuleList(
-            HATBlock(dim, num_heads, window, mlp_ratio, drop_paths[i], layer_scale,
-                     with_carriers=hat, propagate=propagation and i == depth - 1)
-            for i in range(depth))
-        self.downsample = Downsample(dim) if downsample else None
 
     def geometry(self, height: int, width: int) -> WindowGeometry:
         rows, cols = math.ceil(height / self.window), math.ceil(width / self.window)
         with_carriers = self.ct_size and (rows > 1 or cols > 1)
         return WindowGeometry(self.window, rows, cols, self.ct_size if with_carriers else 0)
 
-    def forward_blocks(self, x: torch.Tensor, with_cp: bool) -> torch.Tensor:
+    def forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[2:]
         geometry = self.geometry(height, width)
         padded_h, padded_w = geometry.rows * self.window, geometry.cols * self.window
@@ -631,12 +519,7 @@ class TransformerStage(nn.Module):
         carriers = self.carrier_init(x, geometry) if geometry.ct_size else None
         x = window_partition(x, self.window)
         for block in self.blocks:
-            terms = block.positional_terms(geometry)
-            if with_cp:
-                x, carriers = cp.checkpoint(block, x, carriers, terms, geometry,
-                                            use_reentrant=False)
-            else:
-                x, carriers = block(x, carriers, terms, geometry)
+            x, carriers = self.run_block(block, x, carriers, geometry)
         x = window_reverse(x, self.window, padded_h, padded_w)
         return x[:, :, :height, :width]
 
@@ -663,6 +546,10 @@ class FasterViT(BaseModule):
             the batch (detection trains with 1-2 images per GPU).
         check_finite (bool): Validate that inputs hold no NaN/inf values (a debugging aid that
             costs a pass over the input). Default: False.
+        window_coord_norm (str): How the window tokens' coordinates are normalised for their
+            positional MLP: ``'side'`` (by half the window side, as the classification network and
+            its ImageNet weights) or ``'tokens'`` (by half the number of tokens in a window, as the
+            official DINO detector's backbone). Default: 'side'.
         init_cfg (dict, optional): e.g. ``dict(type='Pretrained', checkpoint=PATH_OR_URL)``; official
             FasterViT checkpoints are converted on the fly.
     """
@@ -677,6 +564,7 @@ class FasterViT(BaseModule):
                  drop_path_rate: Optional[float] = None,
                  norm_cfg: dict = dict(type='LN2d', eps=1e-6),
                  check_finite: bool = False,
+                 window_coord_norm: str = 'side',
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         settings = resolve_arch(arch)
@@ -687,10 +575,12 @@ class FasterViT(BaseModule):
                              f'got {out_indices}')
         if not -1 <= frozen_stages <= NUM_STAGES:
             raise ValueError(f'frozen_stages must be in -1..{NUM_STAGES}, got {frozen_stages}')
+        if window_coord_norm not in WINDOW_COORD_NORMS:
+            raise ValueError(f'window_coord_norm must be one of {WINDOW_COORD_NORMS}, '
+                             f'got {window_coord_norm!r}')
         self.out_indices = out_indices
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
-        self.with_cp = with_cp
         self.in_channels = in_channels
         self.check_finite = check_finite
 
@@ -707,12 +597,13 @@ class FasterViT(BaseModule):
             stage_drop_paths = drop_paths[sum(depths[:i]):sum(depths[:i + 1])]
             downsample = i < NUM_STAGES - 1
             if i < CONV_STAGES:
-                stage = ConvStage(stage_dim, depth, stage_drop_paths, downsample)
+                stage = ConvStage(stage_dim, depth, stage_drop_paths, downsample, with_cp)
             else:
                 stage = TransformerStage(
                     stage_dim, depth, settings['num_heads'][i], settings['window_size'][i],
                     settings['ct_size'], settings['hat'][i], settings['propagation'],
-                    settings['mlp_ratio'], settings['layer_scale'], stage_drop_paths, downsample)
+                    settings['mlp_ratio'], settings['layer_scale'], stage_drop_paths, downsample,
+                    window_coord_norm, with_cp)
             self.stages.append(stage)
             self.out_channels.append(stage_dim)
         for i in out_indices:
@@ -733,16 +624,15 @@ class FasterViT(BaseModule):
                              f'({int((~torch.isfinite(x)).sum())} of {x.numel()})')
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        if not torch.compiler.is_compiling():
+        if not compat.is_compiling():
             self.check_input(x)
         x = self.stem(x)
+        last = max(self.out_indices)
         outs = []
-        for i in range(max(self.out_indices) + 1):
-            if i:
-                x = self.stages[i - 1].downsample(x)
-            x = self.stages[i].forward_blocks(x, self.with_cp and self.training)
+        for i, stage in enumerate(self.stages[:last + 1]):
+            features, x = stage(x, downsample=i < last)
             if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(x))
+                outs.append(getattr(self, f'norm{i}')(features))
         return tuple(outs)
 
     def _freeze_stages(self):

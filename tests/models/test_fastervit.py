@@ -198,12 +198,19 @@ def test_with_cp_gives_same_outputs_and_gradients():
 
 
 def test_state_dict_holds_no_shape_dependent_tensors():
-    model = FasterViT(arch='0')
+    """The window coordinate tables are buffers (so that they follow ``.to()``) but derived data:
+    they must stay out of the state dict, whatever sizes the model has seen."""
+    model = FasterViT(arch='0').eval()
+    derived = {name for name, _ in model.named_buffers() if name.rsplit('.', 1)[1].startswith(
+        'window_')}
+    assert derived
     with torch.no_grad():
-        model.eval()(torch.randn(1, 3, 96, 128))
-    keys = model.state_dict().keys()
-    assert not [k for k in keys if 'relative' in k or 'bias_table' in k]
-    assert FasterViT(arch='0').state_dict().keys() == keys
+        model(torch.randn(1, 3, 96, 128))
+        model(torch.randn(1, 3, 256, 320))
+    keys = set(model.state_dict())
+    assert not keys & derived
+    assert keys == set(FasterViT(arch='0').state_dict())
+    assert keys == set(FasterViT(arch='0', window_coord_norm='tokens').state_dict())
 
 
 def test_input_rank_is_checked():
@@ -223,55 +230,16 @@ def test_input_channels_size_and_finiteness_are_checked():
         model(x)
 
 
-def test_folded_conv_norms_follow_the_norms():
-    """In inference each BatchNorm of the conv stem and stages is folded into its convolution: the
-    features equal those of the unfolded layers (run with autograd on) and follow any change of the
-    norms' statistics."""
-    model = FasterViT(arch=TINY_ARCH).eval()
-    x = torch.randn(1, 3, 64, 64)
-
-    def folded_and_plain():
-        with torch.no_grad():
-            folded = model(x)[:2]
-        return folded, [out.detach() for out in model(x)[:2]]
-
-    folded, plain = folded_and_plain()
-    assert len(model.stages[1].blocks[0]._folded) == 1
-    for out, ref in zip(folded, plain):
-        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
-    with torch.no_grad():
-        model.stem.norm1.running_var.mul_(4.0)
-        model.stages[1].blocks[0].norm2.running_mean.add_(1.0)
-    edited, plain = folded_and_plain()
-    assert not torch.allclose(edited[1], folded[1])
-    for out, ref in zip(edited, plain):
-        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
-
-
-def test_inference_cache_follows_weight_changes():
-    """Eval-mode positional terms are cached per geometry, never stale: an in-place weight edit or
-    load_state_dict gives the same result as the uncached (autograd-enabled) computation."""
-    model = FasterViT(arch=dict(TINY_ARCH, layer_scale=0.1, propagation=True)).eval()
-    block = model.stages[2].blocks[0]
-    x = torch.randn(1, 3, 256, 256)
-
-    def cached():
-        with torch.no_grad():
-            return model(x)[2]
-
-    first = cached()
-    assert len(block._terms_cache) == 1
-    torch.testing.assert_close(model(x)[2].detach(), first)
-    with torch.no_grad():
-        block.carrier.attn.rel_pos_mlp.fc2.weight.mul_(3.0)
-        block.pos_mlp.fc1.bias.add_(0.5)
-    edited = cached()
-    assert not torch.allclose(edited, first)
-    torch.testing.assert_close(model(x)[2].detach(), edited)
-    model.load_state_dict(FasterViT(arch=dict(TINY_ARCH, layer_scale=0.1,
-                                              propagation=True)).state_dict())
-    reloaded = cached()
-    torch.testing.assert_close(model(x)[2].detach(), reloaded)
-    assert 'relative' not in ' '.join(model.state_dict())
-    model.train()
-    assert not block._terms_cache
+def test_window_coordinates_of_the_dino_backbone():
+    """``window_coord_norm='tokens'``: both coordinates of a window token are normalised by half the
+    number of tokens in the window, (i - w*w//2) / (w*w//2), instead of half the window side."""
+    from mmfastervit.models.fastervit import window_token_coords
+    side, tokens = window_token_coords(7, 'side'), window_token_coords(7, 'tokens')
+    rows = torch.arange(7.0).repeat_interleave(7)
+    cols = torch.arange(7.0).repeat(7)
+    torch.testing.assert_close(side, torch.stack([(rows - 3) / 3, (cols - 3) / 3], dim=1))
+    torch.testing.assert_close(tokens, torch.stack([(rows - 24) / 24, (cols - 24) / 24], dim=1))
+    block = FasterViT(arch=TINY_ARCH, window_coord_norm='tokens').stages[2].blocks[0]
+    torch.testing.assert_close(block.window_coords, tokens)
+    with pytest.raises(ValueError, match="window_coord_norm must be one of \\('side', 'tokens'\\)"):
+        FasterViT(arch=TINY_ARCH, window_coord_norm='area')

@@ -1,11 +1,17 @@
 """The backbone under torch.compile, autocast, channels_last and ONNX export."""
+import collections
+import contextlib
 import sys
 
 import pytest
 import torch
 import torch._dynamo
+import torch.nn as nn
+import torch.nn.functional as F
 
 import mmfastervit  # noqa: F401
+from mmfastervit import compat
+from mmfastervit.models import kernels
 from mmfastervit.models.fastervit import FasterViT
 
 TINY_ARCH = dict(depths=(1, 1, 2, 1), dim=16, in_dim=8, num_heads=(1, 2, 2, 4),
@@ -41,6 +47,39 @@ def test_compiles_without_graph_breaks_or_recompiles():
         torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 
 
+def traced_calls(model: nn.Module, x: torch.Tensor, exporting: bool) -> collections.Counter:
+    """How often each function is called in the graphs a real torch.compile traces."""
+    graphs = []
+
+    def inspecting_backend(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend=inspecting_backend)
+    with torch.no_grad(), compat.exporting() if exporting else contextlib.nullcontext():
+        compiled(x)
+    return collections.Counter(node.target for graph in graphs for node in graph.graph.nodes
+                               if node.op in ('call_function', 'call_method'))
+
+
+@pytest.mark.parametrize('exporting', [False, True])
+def test_compile_traces_the_compile_branches_and_export_the_export_ones(exporting):
+    """torch.compile takes the fast kernels (token linears as 1x1 convolutions where the CPU has
+    AVX-512, pooling by ``avg_pool2d``); only an export, marked by ``compat.exporting()``, takes
+    the graph-export ones (``F.linear``, pooling from cumulative sums). Both write attention out."""
+    model = tiny_model()
+    calls = traced_calls(model, torch.randn(1, 3, 224, 288), exporting)
+    convs = sum(isinstance(m, nn.Conv2d) for m in model.modules())
+    token_linears = sum(isinstance(m, kernels.TokenLinear) for m in model.modules())
+    plain_linears = sum(type(m) is nn.Linear for m in model.modules())
+    token_convs = token_linears if kernels.CPU_TOKEN_CONV and not exporting else 0
+    assert calls[F.conv2d] == convs + token_convs
+    assert calls[F.linear] == plain_linears + token_linears - token_convs
+    assert (calls[F.avg_pool2d], calls['cumsum']) == ((0, 2) if exporting else (1, 0))
+    assert calls[F.scaled_dot_product_attention] == 0
+
+
 def test_bf16_autocast_and_channels_last_match_fp32():
     model = tiny_model()
     x = torch.randn(2, 3, 224, 256)
@@ -62,5 +101,9 @@ def test_onnx_export_with_dynamic_size_matches_pytorch(tmp_path):
     from export_onnx import export, verify
     model = tiny_model()
     path = str(tmp_path / 'tiny.onnx')
+    if compat.TORCH_VERSION < compat.MIN_TORCH_DYNAMO_ONNX:
+        with pytest.raises(RuntimeError, match=r'needs torch >= \d'):
+            export(model, path, torch.randn(2, 3, 224, 288), min_size=128, max_size=2048)
+        return
     export(model, path, torch.randn(2, 3, 224, 288), min_size=128, max_size=2048)
     assert verify(model, path, [(1, 160, 328), (2, 428, 203)]) <= 1e-4
