@@ -36,3 +36,25 @@ def test_whole_models_count_more_than_their_backbone():
         flops, params = model_flops(config, 128, 128)
         assert flops > backbone_flops, config
         assert params > 30e6, config
+
+
+def test_count_does_not_depend_on_earlier_calls():
+    """Counting a model that has already run (eval, no_grad, other sizes) gives the same FLOPs as
+    counting a fresh one, with MMEngine's counter (traced) and torch's (eager): nothing derived
+    from weights is kept between calls."""
+    from torch.utils.flop_counter import FlopCounterMode
+    arch = dict(depths=(1, 1, 2, 1), dim=16, in_dim=8, num_heads=(1, 2, 2, 4))
+    torch.manual_seed(0)
+    model = FasterViT(arch=arch).eval()
+    x = torch.randn(1, 3, 224, 288)
+
+    def counts():
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+        return count(model, (x, ))[0], counter.get_total_flops()
+
+    cold = counts()
+    with torch.no_grad():
+        model(torch.randn(1, 3, 160, 160))
+        model(x)
+    assert counts() == cold
