@@ -6,6 +6,8 @@ import torch
 from mmengine.analysis import FlopAnalyzer, parameter_count
 from mmengine.analysis.jit_handles import get_shape
 
+from .benchmark import build_from_config, fixed_batch
+
 # FLOPs at 224x224 published in the paper, in G.
 PAPER_GFLOPS = {'0': 3.3, '1': 5.3, '2': 8.7, '3': 18.2, '4': 36.6, '5': 113.0, '6': 142.0}
 
@@ -44,19 +46,21 @@ class _TensorMode(torch.nn.Module):
     """A detector/segmentor's network without post-processing (``mode='tensor'``, what MMDetection
     and MMSegmentation count FLOPs of), as a module taking and returning tensors for tracing."""
 
-    def __init__(self, model: torch.nn.Module, run):
+    def __init__(self, model: torch.nn.Module, data_samples: list):
         super().__init__()
-        self.model, self.run = model, run
+        self.model, self.data_samples = model, data_samples
 
     def forward(self, images: torch.Tensor) -> List[torch.Tensor]:
-        return _tensors(self.run(images, mode='tensor'))
+        return _tensors(self.model(images, self.data_samples, mode='tensor'))
 
 
 def model_flops(config: str, height: int, width: int) -> Tuple[int, int]:
     """(FLOPs, parameters) of a config's detector/segmentor (random weights) on one image."""
-    from .benchmark import build_model_from_config
-    model, run = build_model_from_config(config)
-    return count(_TensorMode(model, run), (torch.randn(1, 3, height, width), ))
+    model = build_from_config(config)
+    samples = fixed_batch(model, 1, height, width)['data_samples']
+    for sample in samples:
+        sample.set_metainfo(dict(batch_input_shape=(height, width)))
+    return count(_TensorMode(model, samples), (torch.randn(1, 3, height, width), ))
 
 
 def backbone_table(archs: Sequence[str], height: int = 224, width: int = 224) -> List[dict]:

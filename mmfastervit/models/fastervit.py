@@ -27,7 +27,8 @@ from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmfastervit import compat
-from .kernels import TokenLinear, at_least_one, average_pool, conv_norm
+from .kernels import (TokenLinear, at_least_one, average_pool, conv_norm,
+                      warn_if_bf16_is_emulated)
 
 # Official FasterViT variants. ``window_size`` and ``hat`` are per stage; ``layer_scale`` is the
 # initial value of the residual scales of transformer blocks (None: no layer scale); ``propagation``
@@ -626,6 +627,7 @@ class FasterViT(BaseModule):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         if not compat.is_compiling():
             self.check_input(x)
+            warn_if_bf16_is_emulated(x)
         x = self.stem(x)
         last = max(self.out_indices)
         outs = []

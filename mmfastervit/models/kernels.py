@@ -13,7 +13,9 @@ kernels differ with the device, the precision and the mode (training, inference,
 Nothing is cached between calls: whatever is derived from weights is derived again at every call,
 from the weights as they are then, so no way of changing weights can leave it stale.
 """
-from typing import Optional, Tuple, Union
+import functools
+import warnings
+from typing import FrozenSet, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -21,9 +23,34 @@ import torch.nn.functional as F
 
 from mmfastervit import compat
 
+
+@functools.lru_cache(maxsize=None)
+def cpu_flags() -> FrozenSet[str]:
+    """The CPU's feature flags as Linux lists them in /proc/cpuinfo (empty elsewhere)."""
+    try:
+        with open('/proc/cpuinfo') as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith(('flags', 'Features')):
+                    return frozenset(line.split(':', 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
 # oneDNN's 1x1-convolution kernels beat the BLAS GEMM behind F.linear on token features only where
 # they run with AVX-512 (measured: see the README's benchmarks per CPU kind).
 CPU_TOKEN_CONV = compat.cpu_capability().startswith('AVX512')
+# Without these, bf16 arithmetic is emulated in fp32 and runs several times slower than fp32.
+CPU_NATIVE_BF16 = bool(cpu_flags() & {'avx512_bf16', 'amx_bf16', 'bf16'})
+
+
+def warn_if_bf16_is_emulated(x: torch.Tensor) -> None:
+    """Warn (once) when bf16 autocast runs on a CPU that has no bf16 instructions."""
+    if (x.device.type == 'cpu' and not CPU_NATIVE_BF16
+            and compat.autocast_dtype('cpu') == torch.bfloat16):
+        warnings.warn('bf16 autocast on a CPU without bf16 instructions (no avx512_bf16/amx_bf16 '
+                      'flag): bf16 is emulated and will be several times slower than fp32.',
+                      stacklevel=3)
 
 
 class TokenLinear(nn.Linear):

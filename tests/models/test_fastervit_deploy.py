@@ -107,3 +107,18 @@ def test_onnx_export_with_dynamic_size_matches_pytorch(tmp_path):
         return
     export(model, path, torch.randn(2, 3, 224, 288), min_size=128, max_size=2048)
     assert verify(model, path, [(1, 160, 328), (2, 428, 203)]) <= 1e-4
+
+
+@pytest.mark.parametrize('native_bf16', [False, True])
+def test_bf16_autocast_warns_where_the_cpu_emulates_bf16(monkeypatch, native_bf16):
+    import warnings
+    monkeypatch.setattr(kernels, 'CPU_NATIVE_BF16', native_bf16)
+    model = tiny_model()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        with torch.no_grad():
+            model(torch.randn(1, 3, 64, 64))  # fp32: never a warning
+            with torch.autocast('cpu', dtype=torch.bfloat16):
+                model(torch.randn(1, 3, 64, 64))
+    emulated = [w for w in caught if 'bf16 is emulated' in str(w.message)]
+    assert len(emulated) == (0 if native_bf16 else 1)
