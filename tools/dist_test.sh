@@ -5,6 +5,10 @@
 # number of CPU processes (gloo backend).
 set -euo pipefail
 
+if [ $# -lt 3 ]; then
+    echo "usage: $0 CONFIG CHECKPOINT GPUS [test.py options]" >&2
+    exit 2
+fi
 CONFIG=$1
 CHECKPOINT=$2
 GPUS=$3

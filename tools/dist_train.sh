@@ -5,6 +5,10 @@
 # number of CPU processes (gloo backend).
 set -euo pipefail
 
+if [ $# -lt 2 ]; then
+    echo "usage: $0 CONFIG GPUS [train.py options]" >&2
+    exit 2
+fi
 CONFIG=$1
 GPUS=$2
 NNODES=${NNODES:-1}

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Testing on a Slurm cluster:
 #   [GPUS=8] [GPUS_PER_NODE=8] tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT [test.py options]
-set -euxo pipefail
+set -euo pipefail
 
+if [ $# -lt 4 ]; then
+    echo "usage: $0 PARTITION JOB_NAME CONFIG CHECKPOINT [test.py options]" >&2
+    exit 2
+fi
 PARTITION=$1
 JOB_NAME=$2
 CONFIG=$3
@@ -13,6 +17,7 @@ CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-}
 PYTHON=${PYTHON:-python}
 
+set -x
 # SRUN_ARGS is split on spaces on purpose: it holds several srun options.
 PYTHONPATH="$(dirname "$0")/..:${PYTHONPATH:-}" srun -p "$PARTITION" \
     --job-name="$JOB_NAME" \

@@ -1,18 +1,28 @@
 #!/usr/bin/env bash
 # Training on a Slurm cluster:
-#   [GPUS=8] [GPUS_PER_NODE=8] tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py options]
-set -euxo pipefail
+#   [GPUS=8] [GPUS_PER_NODE=8] tools/slurm_train.sh PARTITION JOB_NAME CONFIG [WORK_DIR] [train.py options]
+# Without WORK_DIR, tools/train.py picks the work directory (--work-dir, the config's work_dir or
+# work_dirs/<config name>).
+set -euo pipefail
 
+if [ $# -lt 3 ]; then
+    echo "usage: $0 PARTITION JOB_NAME CONFIG [WORK_DIR] [train.py options]" >&2
+    exit 2
+fi
 PARTITION=$1
 JOB_NAME=$2
 CONFIG=$3
-WORK_DIR=$4
+shift 3
+if [ $# -gt 0 ] && [[ $1 != -* ]]; then
+    set -- --work-dir="$1" "${@:2}"
+fi
 GPUS=${GPUS:-8}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-}
 PYTHON=${PYTHON:-python}
 
+set -x
 # SRUN_ARGS is split on spaces on purpose: it holds several srun options.
 PYTHONPATH="$(dirname "$0")/..:${PYTHONPATH:-}" srun -p "$PARTITION" \
     --job-name="$JOB_NAME" \
@@ -22,4 +32,4 @@ PYTHONPATH="$(dirname "$0")/..:${PYTHONPATH:-}" srun -p "$PARTITION" \
     --cpus-per-task="$CPUS_PER_TASK" \
     --kill-on-bad-exit=1 \
     $SRUN_ARGS \
-    "$PYTHON" -u "$(dirname "$0")/train.py" "$CONFIG" --work-dir="$WORK_DIR" --launcher=slurm "${@:5}"
+    "$PYTHON" -u "$(dirname "$0")/train.py" "$CONFIG" --launcher=slurm "$@"

@@ -8,7 +8,7 @@ import torch
 
 import mmfastervit  # noqa: F401  (registers the backbone and the optimizer constructors)
 from mmfastervit.engine.runner_utils import (add_common_args, build_runner, close_process_group,
-                                             load_config)
+                                             load_config, remove_interrupted_saves)
 
 
 def parse_args() -> argparse.Namespace:
@@ -51,7 +51,10 @@ def main() -> None:
         cfg.load_from = args.resume
 
     splits = ('train', 'val') if cfg.get('val_cfg') else ('train', )
-    build_runner(cfg, check_splits=splits).train()
+    runner = build_runner(cfg, check_splits=splits)
+    if cfg.resume:
+        remove_interrupted_saves(cfg)
+    runner.train()
     close_process_group()
 
 

@@ -13,12 +13,15 @@ from typing import Any, Optional, Sequence
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.dist import broadcast_object_list, init_dist, is_distributed, is_main_process
 from mmengine.model import is_model_wrapper
 from mmengine.registry import MODEL_WRAPPERS, RUNNERS
-from mmengine.runner import Runner
+from mmengine.runner import Runner, find_latest_checkpoint
+from mmengine.utils.dl_utils import set_multi_processing
 from torch.nn.parallel import DistributedDataParallel
 
-from .config_checks import check_channels, check_datasets
+from ..checkpoint.atomic_save import remove_stale_temporaries
+from .config_checks import ConfigCheckError, check_config
 
 # ImageNet classification configs use MMEngine's scope: their modules are in the root registries.
 TASK_SCOPES = ('mmdet', 'mmseg', 'mmengine')
@@ -111,27 +114,81 @@ def adapt_to_cpu(cfg: Config) -> None:
         wrapper.device_ids = None
 
 
-def build_runner(cfg: Config, check_splits: Sequence[str] = ()) -> Runner:
-    """Build the runner ``cfg`` asks for (``runner_type``, else MMEngine's ``Runner``).
+def init_process_group(cfg: Config) -> None:
+    """Create the process group of a distributed run, as the Runner would (which then skips it).
 
-    The config is checked first: neck/head channels against the backbone variant, and the data
-    files of ``check_splits`` (e.g. ``('train', 'val')``), so that a wrong setting fails in
-    seconds with a message naming it.
-
-    Without CUDA, a ``pytorch``-launched process group is created here with ``gloo``: MMEngine's
-    own initialisation selects a CUDA device first, which fails on the CPU.
+    Without CUDA, a ``pytorch``-launched group is created with the configured backend (``gloo``
+    after :func:`adapt_to_cpu`): MMEngine's own initialisation selects a CUDA device first, which
+    fails on the CPU.
     """
-    check_channels(cfg)
-    check_datasets(cfg, check_splits)
     launcher = cfg.get('launcher', 'none')
-    if launcher != 'none' and not torch.cuda.is_available() and not torch_dist.is_initialized():
+    if launcher == 'none' or torch_dist.is_initialized():
+        return
+    env_cfg = cfg.get('env_cfg', {})
+    dist_cfg = dict(env_cfg.get('dist_cfg', {}))
+    if not torch.cuda.is_available():
         if launcher != 'pytorch':
             raise RuntimeError(f'the {launcher!r} launcher needs CUDA; on the CPU launch with '
                                'torchrun and --launcher pytorch')
-        torch_dist.init_process_group(backend=cfg.env_cfg.dist_cfg.backend)
+        torch_dist.init_process_group(backend=dist_cfg['backend'])
+        return
+    # The multiprocessing settings first, as the Runner orders them.
+    set_multi_processing(**env_cfg.get('mp_cfg', {}), distributed=True)
+    init_dist(launcher, **dist_cfg)
+
+
+def check_config_once(cfg: Config, splits: Sequence[str]) -> None:
+    """:func:`check_config` on the main process only; the others wait for its verdict.
+
+    Every process of a distributed run would otherwise load the annotation files and list the
+    image folders itself. A failed check raises on every process: the main process's own
+    exception on it, one with the same message on the others (a :class:`ConfigCheckError` for a
+    setting the check found wrong, a ``RuntimeError`` for a check that failed).
+    """
+    if not is_distributed():
+        check_config(cfg, splits)
+        return
+    failure = [None]
+    if is_main_process():
+        try:
+            check_config(cfg, splits)
+        except Exception as error:
+            failure = [(type(error).__name__, str(error))]
+            broadcast_object_list(failure)
+            raise
+    broadcast_object_list(failure)
+    if failure[0] is not None:
+        kind, message = failure[0]
+        if kind == ConfigCheckError.__name__:
+            raise ConfigCheckError(message)
+        raise RuntimeError(f'checking the config on the main process failed: {kind}: {message}')
+
+
+def build_runner(cfg: Config, check_splits: Sequence[str] = ()) -> Runner:
+    """Build the runner ``cfg`` asks for (``runner_type``, else MMEngine's ``Runner``).
+
+    The config is checked first (:func:`check_config_once`): neck/head channels against the
+    backbone variant, and the data files of ``check_splits`` (e.g. ``('train', 'val')``), so that
+    a wrong setting fails in seconds with a message naming it. A distributed run creates its
+    process group before, so that the check runs on one process.
+    """
+    init_process_group(cfg)
+    check_config_once(cfg, check_splits)
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
+
+
+def remove_interrupted_saves(cfg: Config) -> None:
+    """On the main process of a run about to resume: remove the temporaries that checkpoint saves
+    killed mid-write left in the work directory and beside the checkpoint it resumes from."""
+    if not is_main_process():
+        return
+    checkpoint = cfg.get('load_from') or find_latest_checkpoint(cfg.work_dir)
+    directories = {cfg.work_dir, osp.dirname(checkpoint) if checkpoint else cfg.work_dir}
+    for directory in directories:
+        if '://' not in directory:
+            remove_stale_temporaries(directory)
 
 
 def close_process_group() -> None:

@@ -1,6 +1,4 @@
-import os
 import runpy
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,8 +11,8 @@ from PIL import Image
 
 import mmfastervit  # noqa: F401
 from mmfastervit.engine.runner_utils import adapt_to_cpu
+from tests.conftest import REPO, output_of, run_tool
 
-REPO = Path(__file__).resolve().parents[2]
 DET_CONFIG = REPO / 'configs' / 'det' / 'toy' / (
     'cascade-mask-rcnn_fastervit-0_fpn_4conv1fc-giou_toy-shapes.py')
 SEG_CONFIG = REPO / 'configs' / 'seg' / 'toy' / 'upernet_fastervit-0_toy-ade-224x224.py'
@@ -51,15 +49,10 @@ def test_draws_predictions(tmp_path, config):
     Image.fromarray(plain).save(images / 'plain.png')
     out_dir = tmp_path / 'out'
 
-    # run this checkout's package
-    env = dict(os.environ,
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get('PYTHONPATH')])))
-    result = subprocess.run(
-        [sys.executable, str(REPO / 'demo' / 'image_demo.py'), str(images), str(config),
-         str(checkpoint), '--out-dir', str(out_dir), '--device', 'cpu', '--score-thr', '0'],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f'written to {out_dir / "vis"}' in result.stdout
+    output = output_of(
+        run_tool('demo/image_demo.py', images, config, checkpoint, '--out-dir', out_dir,
+                 '--device', 'cpu', '--score-thr', '0', timeout=120))
+    assert f'written to {out_dir / "vis"}' in output
     drawn = np.asarray(Image.open(out_dir / 'vis' / 'plain.png').convert('RGB')).astype(int)
     assert drawn.shape == plain.shape
     # boxes, masks or the label map cover part of the plain image

@@ -4,12 +4,11 @@ from mmengine.optim import build_optim_wrapper
 
 from mmfastervit.engine import FasterViTLayerDecayOptimizerConstructor, get_layer_id
 from mmfastervit.models.fastervit import FasterViT
+from tests.conftest import TINY_ARCH_EVERY_PARAMETER_KIND as TINY_ARCH
 
 BASE_LR = 1e-3
 BASE_WD = 0.05
-# Small, with every kind of parameter: carrier tokens (stage 2) and layer scales (gamma*).
-TINY_ARCH = dict(depths=(1, 2, 3, 2), dim=16, in_dim=8, num_heads=(1, 2, 2, 4), layer_scale=1e-5)
-TINY_DEPTHS = (1, 2, 3, 2)
+TINY_DEPTHS = TINY_ARCH['depths']
 NO_DECAY_CFG = dict(
     norm_decay_mult=0., custom_keys={
         'pos_mlp': dict(decay_mult=0.),

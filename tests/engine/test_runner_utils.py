@@ -1,12 +1,18 @@
 import argparse
-import socket
+import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch.distributed as torch_dist
 from mmengine.config import Config
 
+from mmfastervit.checkpoint.atomic_save import STALE_AFTER_SECONDS
 from mmfastervit.engine import runner_utils
+from tests.conftest import checkout_environment, free_port
 
 
 def det_config(**extra) -> Config:
@@ -157,12 +163,93 @@ def test_non_pytorch_launcher_on_cpu_is_refused(monkeypatch):
 
 
 def test_close_process_group_destroys_the_group():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        port = sock.getsockname()[1]
-    torch_dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=0,
+    torch_dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{free_port()}', rank=0,
                                   world_size=1)
     assert torch_dist.is_initialized()
     runner_utils.close_process_group()
     assert not torch_dist.is_initialized()
     runner_utils.close_process_group()  # nothing to close: a no-op
+
+
+# One process of a two-process group: checks three configs as build_runner does (of an ImageNet
+# dataset, only the data root is checked), and prints which ones this process checked itself and
+# what each raised.
+CHECKING_PROCESS = '''
+import json, sys
+from mmengine.config import Config
+from mmengine.dist import get_rank
+from mmfastervit.engine import runner_utils
+
+calls, outcomes = [], []
+check_config = runner_utils.check_config
+
+def counted_check(cfg, splits):
+    calls.append(cfg.name)
+    if cfg.name == 'crashing':
+        raise OSError('the annotation file went away')
+    check_config(cfg, splits)
+
+runner_utils.check_config = counted_check
+
+def config(name, data_root):
+    return Config(dict(
+        name=name, default_scope='mmdet', launcher='pytorch',
+        env_cfg=dict(dist_cfg=dict(backend='gloo')),
+        train_dataloader=dict(dataset=dict(type='ImageNet', data_root=data_root))))
+
+for cfg, check in ((config('missing', sys.argv[1] + '/nothing'), runner_utils.build_runner),
+                   (config('crashing', sys.argv[1]), runner_utils.check_config_once),
+                   (config('valid', sys.argv[1]), runner_utils.check_config_once)):
+    try:
+        check(cfg, ('train', ))
+        outcomes.append(None)
+    except Exception as error:
+        outcomes.append(f'{type(error).__name__}: {error}')
+print(json.dumps(dict(rank=get_rank(), calls=calls, outcomes=outcomes)))
+'''
+
+
+@pytest.mark.slow
+def test_a_distributed_run_checks_the_config_on_the_main_process_only(tmp_path):
+    env = checkout_environment(
+        dict(os.environ, MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()), WORLD_SIZE='2'))
+    processes = [
+        subprocess.Popen([sys.executable, '-c', CHECKING_PROCESS, str(tmp_path)],
+                         env=dict(env, RANK=str(rank), LOCAL_RANK=str(rank)),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for rank in (0, 1)
+    ]
+    try:
+        outputs = [process.communicate(timeout=120) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    for stdout, stderr in outputs:
+        assert stdout, stderr[-3000:]
+    main, other = (json.loads(stdout) for stdout, _ in outputs)
+    assert main['calls'] == ['missing', 'crashing', 'valid']
+    assert other['calls'] == []
+    missing = f'ConfigCheckError: train data_root {tmp_path}/nothing does not exist'
+    assert main['outcomes'] == [missing, 'OSError: the annotation file went away', None]
+    assert other['outcomes'] == [
+        missing, 'RuntimeError: checking the config on the main process failed: OSError: the '
+        'annotation file went away', None
+    ]
+
+
+def test_resuming_removes_stale_temporaries_where_the_run_saves(tmp_path):
+    work_dir, elsewhere, other = tmp_path / 'work', tmp_path / 'elsewhere', tmp_path / 'other'
+    stale = [work_dir / '.iter_6.pth.0123456789abcdef.mmfastervit-tmp',
+             elsewhere / '.iter_4.pth.0123456789abcdef.mmfastervit-tmp']
+    kept = [work_dir / '.iter_8.pth.fedcba9876543210.mmfastervit-tmp',  # being written
+            work_dir / 'notes.tmp', other / '.iter_2.pth.0123456789abcdef.mmfastervit-tmp']
+    for path in stale + kept:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b'partial')
+        if path != kept[0]:
+            old = time.time() - 2 * STALE_AFTER_SECONDS
+            os.utime(path, (old, old))
+    (work_dir / 'last_checkpoint').write_text(str(elsewhere / 'iter_4.pth'))
+
+    runner_utils.remove_interrupted_saves(Config(dict(work_dir=str(work_dir), load_from=None)))
+    assert [path.exists() for path in stale + kept] == [False, False, True, True, True]

@@ -1,23 +1,25 @@
 """tools/train.py, tools/test.py and tools/dist_train.sh end to end on a generated toy COCO dataset,
-with the toy Cascade Mask R-CNN config cut down to two iterations."""
+with the toy Cascade Mask R-CNN config cut down to a few iterations: training, testing, and two
+processes killed and resumed."""
 import os
 import pickle
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+import torch
 
+from mmfastervit.checkpoint import safe_torch_load
 from mmfastervit.datasets import generate_coco
+from tests.conftest import REPO, free_port, output_of, run_tool
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / 'configs/det/toy/cascade-mask-rcnn_fastervit-0_fpn_4conv1fc-giou_toy-shapes.py'
 NUM_VAL = 3
+# Where the hook that kills processes (imported by the configs of the tests that use it) is.
+KILL_HOOK_DIR = Path(__file__).parent
 
 
 def tiny_run(max_iters: int) -> list:
@@ -26,14 +28,6 @@ def tiny_run(max_iters: int) -> list:
         '--cfg-options', f'train_cfg.max_iters={max_iters}', f'train_cfg.val_interval={max_iters}',
         f'default_hooks.checkpoint.interval={max_iters}', 'default_hooks.logger.interval=1'
     ]
-
-
-def run(cwd: Path, *command, env=None) -> str:
-    result = subprocess.run([str(part) for part in command], cwd=cwd, env=env, capture_output=True,
-                            text=True, timeout=600)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-5000:]
-    return output
 
 
 @pytest.fixture(scope='module')
@@ -51,8 +45,8 @@ def workspace(tmp_path_factory) -> Path:
 def trained(workspace) -> Path:
     """Work directory of a two-iteration training run."""
     work_dir = workspace / 'train'
-    output = run(workspace, sys.executable, REPO / 'tools/train.py', CONFIG, '--work-dir', work_dir,
-                 *tiny_run(2))
+    output = output_of(
+        run_tool('tools/train.py', CONFIG, '--work-dir', work_dir, *tiny_run(2), cwd=workspace))
     assert 'Iter(train) [2/2]' in output
     return work_dir
 
@@ -67,8 +61,9 @@ def test_train_saves_checkpoints_and_validates(trained):
 def test_test_tool_evaluates_dumps_and_draws(workspace, trained):
     work_dir = workspace / 'test'
     out_file = work_dir / 'results.pkl'
-    output = run(workspace, sys.executable, REPO / 'tools/test.py', CONFIG, trained / 'iter_2.pth',
-                 '--work-dir', work_dir, '--out', out_file, '--show-dir', 'painted')
+    output = output_of(
+        run_tool('tools/test.py', CONFIG, trained / 'iter_2.pth', '--work-dir', work_dir, '--out',
+                 out_file, '--show-dir', 'painted', cwd=workspace))
     for metric in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP'):
         assert metric in output
 
@@ -82,51 +77,93 @@ def test_test_tool_evaluates_dumps_and_draws(workspace, trained):
     assert len(list(painted_dir.glob('*.jpg'))) == NUM_VAL
 
 
-def test_resume_continues_from_the_last_checkpoint(workspace, trained):
-    work_dir = workspace / 'resumed'
-    work_dir.mkdir()
-    # What a run stopped after iteration 2 leaves behind, for --resume to find.
-    (work_dir / 'last_checkpoint').write_text(str(trained / 'iter_2.pth'))
-    output = run(workspace, sys.executable, REPO / 'tools/train.py', CONFIG, '--work-dir', work_dir,
-                 '--resume', *tiny_run(3))
-    assert 'Auto resumed from the latest checkpoint' in output
-    assert 'Iter(train) [3/3]' in output
-    assert 'Iter(train) [1/3]' not in output
-    assert (work_dir / 'iter_3.pth').is_file()
+def dist_train(workspace: Path, config: Path, work_dir: Path, *options, kill_hook: bool = False):
+    """tools/dist_train.sh with two processes; ``kill_hook`` makes :mod:`dying_worker_hook`
+    importable."""
+    env = dict(os.environ, PORT=str(free_port()))
+    if kill_hook:
+        env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(KILL_HOOK_DIR),
+                                                          env.get('PYTHONPATH')]))
+    return run_tool('tools/dist_train.sh', config, 2, '--work-dir', work_dir, *options,
+                    cwd=workspace, env=env)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
+def config_with_kill_hook(workspace: Path, name: str, **kill_args) -> Path:
+    config = workspace / f'{name}.py'
+    config.write_text(f"_base_ = '{CONFIG}'\n"
+                      "custom_imports = dict(imports=['mmfastervit', 'dying_worker_hook'], "
+                      "allow_failed_imports=False)\n"
+                      "custom_hooks = [dict(type='ResumeRandomStateHook'), "
+                      f"dict(type='KillRanksHook', **{kill_args!r})]\n")
+    return config
 
 
-def test_two_process_distributed_training_on_cpu(workspace):
+# Three iterations without validation, reproducible, saved after the second and at the end (with
+# two processes of batch 2 on 8 images, the third starts a new epoch).
+EXACT_RUN = [
+    '--cfg-options', 'train_cfg.max_iters=3', 'default_hooks.checkpoint.interval=2',
+    'default_hooks.checkpoint.max_keep_ckpts=-1', 'default_hooks.logger.interval=1',
+    'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None', 'randomness.seed=0',
+    'randomness.deterministic=True'
+]
+
+
+def meta(checkpoint: Path) -> dict:
+    return safe_torch_load(checkpoint)['meta']
+
+
+@pytest.fixture(scope='module')
+def two_processes(workspace) -> Path:
+    """Work directory of a run of two processes, not interrupted."""
     work_dir = workspace / 'dist'
-    env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()))
-    output = run(workspace, 'bash', REPO / 'tools/dist_train.sh', CONFIG, 2, '--work-dir', work_dir,
-                 *tiny_run(2), env=env)
-    assert 'Distributed launcher: pytorch' in output
-    assert 'GPU number: 2' in output
-    assert 'Iter(train) [2/2]' in output
-    assert (work_dir / 'iter_2.pth').is_file()
+    output_of(dist_train(workspace, CONFIG, work_dir, *EXACT_RUN))
+    return work_dir
+
+
+@pytest.fixture(scope='module')
+def killed(workspace) -> Path:
+    """Work directory of the same run, both processes killed once iteration 2 is saved."""
+    config = config_with_kill_hook(workspace, 'killed_after_2', ranks=[0, 1], after_iter=2)
+    work_dir = workspace / 'killed'
+    result = dist_train(workspace, config, work_dir, *EXACT_RUN, kill_hook=True)
+    assert result.returncode != 0, (result.stdout + result.stderr)[-5000:]
+    assert (work_dir / 'iter_2.pth').is_file() and not (work_dir / 'iter_3.pth').exists()
+    return work_dir
+
+
+def test_two_process_distributed_training_on_cpu(two_processes):
+    # Each process's random state is in the checkpoint: two processes trained.
+    assert meta(two_processes / 'iter_3.pth')['iter'] == 3
+    states = meta(two_processes / 'iter_3.pth')['torch_rng_state']
+    assert len(states) == 2
+
+
+def test_killed_processes_resume_to_the_same_weights(workspace, two_processes, killed):
+    output = output_of(dist_train(workspace, CONFIG, killed, *EXACT_RUN, '--resume'))
+    expected = safe_torch_load(two_processes / 'iter_3.pth')['state_dict']
+    resumed = safe_torch_load(killed / 'iter_3.pth')['state_dict']
+    assert expected.keys() == resumed.keys()
+    differing = [key for key in expected if not torch.equal(expected[key], resumed[key])]
+    assert not differing, f'{len(differing)} of {len(expected)} differ: {differing[:5]}'
+    assert 'Restored the torch random state of 2 process(es)' in output
+
+
+def test_resuming_with_another_number_of_processes_says_so(workspace, killed):
+    work_dir = workspace / 'one_process'
+    output = output_of(
+        run_tool('tools/train.py', CONFIG, '--work-dir', work_dir, '--resume',
+                 killed / 'iter_2.pth', *EXACT_RUN, cwd=workspace))
+    assert ('The checkpoint holds the torch random state of 2 process(es) and this run has 1'
+            in output)
+    assert meta(work_dir / 'iter_3.pth')['iter'] == 3
 
 
 def test_distributed_run_with_a_dead_worker_fails_in_bounded_time(workspace):
     """Rank 1 is killed after its first iteration while rank 0 waits for it in the gradient
     all-reduce: the launcher must stop rank 0 and exit non-zero, naming the failed rank."""
-    config = workspace / 'dying_worker.py'
-    config.write_text(f"_base_ = '{CONFIG}'\n"
-                      "custom_imports = dict(imports=['mmfastervit', 'dying_worker_hook'], "
-                      "allow_failed_imports=False)\n"
-                      "custom_hooks = [dict(type='KillRankHook', rank=1)]\n")
-    env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()),
-               PYTHONPATH=os.pathsep.join([str(Path(__file__).parent),
-                                           os.environ.get('PYTHONPATH', '')]))
+    config = config_with_kill_hook(workspace, 'dying_worker', ranks=[1], after_iter=1)
     start = time.monotonic()
-    result = subprocess.run(['bash', REPO / 'tools/dist_train.sh', config, '2', '--work-dir',
-                             workspace / 'dying', *tiny_run(4)],
-                            cwd=workspace, env=env, capture_output=True, text=True, timeout=300)
+    result = dist_train(workspace, config, workspace / 'dying', *tiny_run(4), kill_hook=True)
     elapsed = time.monotonic() - start
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-5000:]
@@ -140,7 +177,7 @@ def test_mmdet_train_tool_finds_the_plugin_through_custom_imports(workspace):
     import mmdet
     mmdet_train = Path(mmdet.__file__).parent / '.mim' / 'tools' / 'train.py'
     work_dir = workspace / 'mmdet_tool'
-    output = run(workspace, sys.executable, mmdet_train, CONFIG, '--work-dir', work_dir,
-                 *tiny_run(1))
+    output = output_of(
+        run_tool(mmdet_train, CONFIG, '--work-dir', work_dir, *tiny_run(1), cwd=workspace))
     assert 'Iter(train) [1/1]' in output
     assert (work_dir / 'iter_1.pth').is_file()

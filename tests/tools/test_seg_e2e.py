@@ -1,41 +1,22 @@
 """End to end on the CPU: tools/train.py then tools/test.py (plain and --tta) with the toy ADE20K
 config on a small generated dataset."""
-import json
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from mmfastervit.datasets import generate_ade
+from tests.conftest import REPO, last_test_metrics, output_of, run_tool
 
-REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / 'configs' / 'seg' / 'toy' / 'upernet_fastervit-0_toy-ade-224x224.py'
 NUM_VAL = 2
 
 pytestmark = pytest.mark.slow
 
 
-def run_tool(script: str, *args: str) -> str:
-    """Run a tool in a fresh interpreter, as users do; its output, or a failure that shows it."""
-    result = subprocess.run([sys.executable, str(REPO / 'tools' / script), *args], cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-5000:]
-    return output
-
-
 def data_options(data_root: Path) -> list:
     return [f'{loader}.dataset.data_root={data_root}'
             for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
-
-
-def last_test_metrics(work_dir: Path) -> dict:
-    """Metrics of the last test run (MMEngine writes <work_dir>/<timestamp>/<timestamp>.json)."""
-    runs = sorted(path for path in work_dir.iterdir() if (path / f'{path.name}.json').is_file())
-    assert runs, f'no test run recorded under {work_dir}'
-    return json.loads((runs[-1] / f'{runs[-1].name}.json').read_text())
 
 
 @pytest.fixture(scope='module')
@@ -45,9 +26,10 @@ def trained(tmp_path_factory):
     data_root = root / 'toy_ade'
     generate_ade(data_root, num_train=4, num_val=NUM_VAL, image_size=((96, 160), (96, 160)), seed=0)
     work_dir = root / 'train'
-    run_tool('train.py', str(CONFIG), '--work-dir', str(work_dir), '--cfg-options',
-             *data_options(data_root), 'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
-             'default_hooks.checkpoint.interval=2', 'train_dataloader.batch_size=2')
+    output_of(
+        run_tool('tools/train.py', CONFIG, '--work-dir', work_dir, '--cfg-options',
+                 *data_options(data_root), 'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+                 'default_hooks.checkpoint.interval=2', 'train_dataloader.batch_size=2'))
     checkpoint = Path((work_dir / 'last_checkpoint').read_text().strip())
     assert checkpoint.name == 'iter_2.pth' and checkpoint.is_file()
     return data_root, checkpoint
@@ -56,9 +38,9 @@ def trained(tmp_path_factory):
 def test_train_then_test_reports_miou_and_paints_predictions(trained, tmp_path):
     data_root, checkpoint = trained
     work_dir, show_dir, out = tmp_path / 'test', tmp_path / 'painted', tmp_path / 'preds.pkl'
-    output = run_tool('test.py', str(CONFIG), str(checkpoint), '--work-dir', str(work_dir),
-                      '--show-dir', str(show_dir), '--out', str(out), '--cfg-options',
-                      *data_options(data_root))
+    output = output_of(
+        run_tool('tools/test.py', CONFIG, checkpoint, '--work-dir', work_dir, '--show-dir',
+                 show_dir, '--out', out, '--cfg-options', *data_options(data_root)))
 
     assert 'mIoU' in output
     metrics = last_test_metrics(work_dir)
@@ -77,6 +59,6 @@ def test_train_then_test_reports_miou_and_paints_predictions(trained, tmp_path):
 def test_multi_scale_flip_testing(trained, tmp_path):
     data_root, checkpoint = trained
     work_dir = tmp_path / 'tta'
-    run_tool('test.py', str(CONFIG), str(checkpoint), '--tta', '--work-dir', str(work_dir),
-             '--cfg-options', *data_options(data_root))
+    output_of(run_tool('tools/test.py', CONFIG, checkpoint, '--tta', '--work-dir', work_dir,
+                       '--cfg-options', *data_options(data_root)))
     assert 0.0 <= last_test_metrics(work_dir)['mIoU'] <= 100.0

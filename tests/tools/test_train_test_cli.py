@@ -1,16 +1,8 @@
 """Command line checks of tools/train.py and tools/test.py that fail before any model is built."""
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def run_tool(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO)
+from tests.conftest import run_tool
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the error shown without CUDA')
