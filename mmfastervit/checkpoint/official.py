@@ -113,7 +113,7 @@ def convert_official_state_dict(state: StateDict) -> Tuple[StateDict, StateDict]
     return backbone, classifier
 
 
-def _summarise(keys: Iterable[str], limit: int = 20) -> str:
+def summarise_keys(keys: Iterable[str], limit: int = 20) -> str:
     keys = sorted(keys)
     shown = ', '.join(keys[:limit])
     return shown + (f', ... ({len(keys) - limit} more)' if len(keys) > limit else '')
@@ -131,11 +131,11 @@ def check_state_dict(model: torch.nn.Module, state: StateDict, source: str,
     if missing or unexpected or mismatched:
         problems = []
         if mismatched:
-            problems.append(f'{len(mismatched)} shape mismatches: {_summarise(mismatched)}')
+            problems.append(f'{len(mismatched)} shape mismatches: {summarise_keys(mismatched)}')
         if missing:
-            problems.append(f'{len(missing)} missing weights: {_summarise(missing)}')
+            problems.append(f'{len(missing)} missing weights: {summarise_keys(missing)}')
         if unexpected:
-            problems.append(f'{len(unexpected)} unexpected weights: {_summarise(unexpected)}')
+            problems.append(f'{len(unexpected)} unexpected weights: {summarise_keys(unexpected)}')
         raise CheckpointMismatchError(
             f'{source} does not fit this {type(model).__name__} '
             f'(is it another variant?):\n  ' + '\n  '.join(problems))

@@ -477,16 +477,22 @@ class Stage(nn.Module):
 
 
 class ConvStage(Stage):
+    """Conv blocks; with ``pad_to``, run on the map zero-padded right and bottom to a multiple of
+    ``pad_to`` and cropped back (the official DINO backbone pads every stage to whole windows)."""
 
     def __init__(self, dim: int, depth: int, drop_paths: Sequence[float], downsample: bool,
-                 with_cp: bool = False):
+                 with_cp: bool = False, pad_to: int = 0):
         super().__init__((ConvBlock(dim, dp) for dp in drop_paths[:depth]), dim, downsample,
                          with_cp)
+        self.pad_to = pad_to
 
     def forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[2:]
+        if self.pad_to:
+            x = F.pad(x, (0, -width % self.pad_to, 0, -height % self.pad_to))
         for block in self.blocks:
             x = self.run_block(block, x)
-        return x
+        return x[:, :, :height, :width] if self.pad_to else x
 
 
 class TransformerStage(Stage):
@@ -551,6 +557,9 @@ class FasterViT(BaseModule):
             positional MLP: ``'side'`` (by half the window side, as the classification network and
             its ImageNet weights) or ``'tokens'`` (by half the number of tokens in a window, as the
             official DINO detector's backbone). Default: 'side'.
+        pad_conv_stages (bool): Run each conv stage on its input zero-padded at the bottom and
+            right to a multiple of the stage's window size, then cropped, as the official DINO
+            detector's backbone does. Default: False (the classification network).
         init_cfg (dict, optional): e.g. ``dict(type='Pretrained', checkpoint=PATH_OR_URL)``; official
             FasterViT checkpoints are converted on the fly.
     """
@@ -566,6 +575,7 @@ class FasterViT(BaseModule):
                  norm_cfg: dict = dict(type='LN2d', eps=1e-6),
                  check_finite: bool = False,
                  window_coord_norm: str = 'side',
+                 pad_conv_stages: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         settings = resolve_arch(arch)
@@ -598,7 +608,8 @@ class FasterViT(BaseModule):
             stage_drop_paths = drop_paths[sum(depths[:i]):sum(depths[:i + 1])]
             downsample = i < NUM_STAGES - 1
             if i < CONV_STAGES:
-                stage = ConvStage(stage_dim, depth, stage_drop_paths, downsample, with_cp)
+                pad_to = settings['window_size'][i] if pad_conv_stages else 0
+                stage = ConvStage(stage_dim, depth, stage_drop_paths, downsample, with_cp, pad_to)
             else:
                 stage = TransformerStage(
                     stage_dim, depth, settings['num_heads'][i], settings['window_size'][i],

@@ -1,16 +1,14 @@
-import subprocess
-import sys
-
 import pytest
 import torch
 
 from mmfastervit.models.fastervit import FasterViT
+from tests import conftest
 from tests.fixtures.official import reference
+from tests.fixtures.official_dino import reference as dino_reference
 
 
 def run_tool(*args):
-    return subprocess.run([sys.executable, 'tools/convert_official.py', *args],
-                          capture_output=True, text=True)
+    return conftest.run_tool('tools/convert_official.py', *args)
 
 
 def test_converted_weights_load_as_backbone_and_detector_init(tmp_path):
@@ -46,3 +44,19 @@ def test_arch_check_and_non_official_input(tmp_path):
     torch.save({'state_dict': {'conv.weight': torch.zeros(1)}}, other)
     result = run_tool(str(other), str(tmp_path / 'out.pth'))
     assert result.returncode != 0 and 'does not hold official FasterViT weights' in result.stderr
+
+
+def test_official_dino_detector_converts_for_mmdetection(tmp_path):
+    official = dino_reference.official_state_dict(dino_reference.load_fixture('detector'))
+    src = dino_reference.save_official_checkpoint(official, str(tmp_path / 'dino.pth'))
+    dst = tmp_path / 'mmdet_dino.pth'
+    result = run_tool(src, str(dst))
+    assert result.returncode == 0, result.stderr
+    assert "tensors of MMDetection's DINO" in result.stdout
+    converted = torch.load(dst, weights_only=True)
+    model = dino_reference.build_detector('toy', num_classes=80)
+    model.load_state_dict(converted['state_dict'], strict=True)
+    assert converted['meta']['dataset_meta']['classes'][:2] == ('person', 'bicycle')
+
+    result = run_tool(src, str(tmp_path / 'out.pth'), '--config', dino_reference.CONFIGS['4scale'])
+    assert result.returncode != 0 and 'shape mismatches' in result.stderr
