@@ -5,6 +5,7 @@ import torch.nn.functional as F
 
 from mmfastervit.analysis.flops import backbone_table, count, model_flops
 from mmfastervit.models import FasterViT
+from tests.conftest import TINY_ARCH_PLAIN
 
 SEG_CONFIG = 'configs/seg/upernet_fastervit-0_8xb2-160k_ade20k-512x512.py'
 DET_CONFIG = 'configs/det/cascade-mask-rcnn_fastervit-0_fpn_4conv1fc-giou_ms-crop-3x_coco.py'
@@ -43,9 +44,8 @@ def test_count_does_not_depend_on_earlier_calls():
     counting a fresh one, with MMEngine's counter (traced) and torch's (eager): nothing derived
     from weights is kept between calls."""
     from torch.utils.flop_counter import FlopCounterMode
-    arch = dict(depths=(1, 1, 2, 1), dim=16, in_dim=8, num_heads=(1, 2, 2, 4))
     torch.manual_seed(0)
-    model = FasterViT(arch=arch).eval()
+    model = FasterViT(arch=TINY_ARCH_PLAIN).eval()
     x = torch.randn(1, 3, 224, 288)
 
     def counts():

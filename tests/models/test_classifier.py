@@ -8,9 +8,9 @@ import mmfastervit  # noqa: F401
 from mmfastervit.checkpoint.official import CheckpointMismatchError
 from mmfastervit.models.classifier import FasterViTClassifier, _prepare_state_dict
 from mmfastervit.models.fastervit import ARCH_SETTINGS
+from tests.conftest import TINY_ARCH_ONE_BLOCK_PER_STAGE as TINY_ARCH
 from tests.fixtures.official import reference
 
-TINY_ARCH = dict(depths=(1, 1, 1, 1), dim=8, in_dim=8, num_heads=(1, 1, 2, 2))
 
 
 def classifier_for(case, **kwargs):

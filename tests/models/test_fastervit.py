@@ -7,11 +7,10 @@ import mmfastervit  # noqa: F401
 from mmfastervit.checkpoint.official import (CheckpointMismatchError, check_and_load,
                                              convert_official_state_dict)
 from mmfastervit.models.fastervit import ARCH_SETTINGS, FasterViT
+from tests.conftest import TINY_ARCH_PLAIN as TINY_ARCH
 from tests.fixtures.official import reference
 
 OUTPUT_NORMS = tuple(f'norm{i}.' for i in range(4))
-TINY_ARCH = dict(depths=(1, 1, 2, 1), dim=16, in_dim=8, num_heads=(1, 2, 2, 4),
-                 window_size=(7, 7, 7, 7))
 
 
 def stage_features(model, x):

@@ -13,9 +13,8 @@ import mmfastervit  # noqa: F401
 from mmfastervit import compat
 from mmfastervit.models import kernels
 from mmfastervit.models.fastervit import FasterViT
+from tests.conftest import TINY_ARCH_LAYER_SCALE_PROPAGATION as TINY_ARCH
 
-TINY_ARCH = dict(depths=(1, 1, 2, 1), dim=16, in_dim=8, num_heads=(1, 2, 2, 4),
-                 layer_scale=0.1, propagation=True)
 
 
 def tiny_model():

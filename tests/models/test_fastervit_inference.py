@@ -12,10 +12,10 @@ import torch.nn.functional as F
 import mmfastervit  # noqa: F401
 from mmfastervit.models.fastervit import FasterViT
 from mmfastervit.models.kernels import TokenLinear, conv_norm, linear_as_conv
+from tests.conftest import TINY_ARCH_LAYER_SCALE_PROPAGATION
 
 # Every branch: conv stages with BatchNorm, carrier tokens, layer scale, propagation.
-ARCH = dict(depths=(1, 1, 2, 1), dim=16, in_dim=8, num_heads=(1, 2, 2, 4), layer_scale=0.1,
-            propagation=True)
+ARCH = TINY_ARCH_LAYER_SCALE_PROPAGATION
 SIZE = (1, 3, 224, 288)  # 3 x 4 windows in the HAT stage
 
 
