@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo demo-seg test test-fast clean
+.PHONY: setup demo demo-seg test test-fast test-compat clean
 
 setup:
 	@bash scripts/setup.sh
@@ -22,6 +22,12 @@ test: setup
 ## Only the fast tests (no end-to-end training runs).
 test-fast: setup
 	@$(PY) -m pytest -q -m "not slow"
+
+## The tests against another torch (default: 2.1.2, the oldest supported) in an environment of its
+## own outside the checkout. Not part of `test`: the first run downloads several GB and compiles mmcv.
+TORCH ?= 2.1.2
+test-compat:
+	@bash scripts/test_compat.sh $(TORCH)
 
 clean:
 	rm -rf work_dirs data

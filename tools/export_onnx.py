@@ -20,14 +20,10 @@ def export(model: torch.nn.Module, path: str, example: torch.Tensor, min_size: i
            max_size: int) -> None:
     """Write ``model`` to ``path`` as ONNX, tracing it on ``example`` with the backbone's export
     paths switched on."""
-    compat.require_dynamo_onnx_export()
-    dims = {0: torch.export.Dim('batch', min=1, max=1024),
-            2: torch.export.Dim('height', min=min_size, max=max_size),
-            3: torch.export.Dim('width', min=min_size, max=max_size)}
-    with torch.no_grad(), compat.exporting():
-        torch.onnx.export(model, (example, ), path, dynamo=True, dynamic_shapes={'x': dims},
-                          input_names=['images'],
-                          output_names=[f'stage{i}' for i in model.out_indices])
+    compat.export_onnx_with_dynamic_sizes(
+        model, example, path,
+        {0: ('batch', 1, 1024), 2: ('height', min_size, max_size), 3: ('width', min_size, max_size)},
+        input_names=['images'], output_names=[f'stage{i}' for i in model.out_indices])
 
 
 def verify(model: torch.nn.Module, path: str, sizes) -> float:

@@ -11,22 +11,31 @@ checkpoints (they hold the training ``argparse.Namespace``); and for URLs it goe
 ``torchvision://``, ``open-mmlab://``, ``mmcls://``, ``pavi://``, ``s3://``), and with it
 ``load_from``, ``resume``, ``init_cfg=dict(type='Pretrained')`` and ``load_checkpoint``, with
 loaders that all read through :func:`safe_torch_load`: ``torch.load(weights_only=True)`` plus a
-short, fixed list of globals that only rebuild data (:func:`_allowed_globals`). A file that needs
-anything else is refused with :class:`UnsafeCheckpointError`, unless the user trusts it explicitly,
-by path or SHA-256 digest, with :func:`trust_checkpoint` or the environment variable
-``MMFASTERVIT_TRUSTED_CHECKPOINTS`` (entries separated by ``os.pathsep``).
+short, fixed list of globals that only rebuild data (:func:`_allowed_globals`); on torch releases
+before 2.6, which cannot take extra globals there, ``torch.load`` with :class:`_RestrictedUnpickler`,
+which applies the same allow-list by the same rules. A file that needs anything else is refused
+with :class:`UnsafeCheckpointError`, unless the user trusts it explicitly, by path or SHA-256
+digest, with :func:`trust_checkpoint` or the environment variable
+``MMFASTERVIT_TRUSTED_CHECKPOINTS`` (entries separated by ``os.pathsep``); a trusted file is loaded
+from the very bytes that were hashed (:func:`_private_copy`).
 """
+import _compat_pickle
 import argparse
+import collections
 import contextlib
+import functools
 import hashlib
 import importlib
 import io
 import os
 import os.path as osp
 import pickle
+import pickletools
 import re
-from tempfile import TemporaryDirectory
-from typing import IO, Any, Callable, Dict, List, Optional, Set, Tuple, Union
+import types
+import zipfile
+from tempfile import SpooledTemporaryFile, TemporaryDirectory
+from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Union
 from urllib.parse import urlparse
 
 import numpy as np
@@ -42,6 +51,8 @@ from mmengine.runner.checkpoint import (CheckpointLoader, _get_mmengine_home,
                                         get_torchvision_models)
 from torch.hub import download_url_to_file
 
+from mmfastervit import compat
+
 TRUST_ENV_VAR = 'MMFASTERVIT_TRUSTED_CHECKPOINTS'
 
 FileLike = Union[str, os.PathLike, IO[bytes]]
@@ -52,6 +63,19 @@ _REFUSED_GLOBAL_PATTERNS = (
     re.compile(r'GLOBAL (\S+) was not an allowed global'),
     re.compile(r'unsupported GLOBAL (\S+) whose module'),
 )
+# The opcodes of pickle protocol 2 that torch.save writes, the only ones torch's weights_only
+# unpickler reads.
+_TORCH_SAVE_OPCODES = frozenset(
+    opcode.code.encode('latin-1') for opcode in pickletools.opcodes if opcode.name in {
+        'PROTO', 'STOP', 'GLOBAL', 'REDUCE', 'NEWOBJ', 'BUILD', 'BINPERSID', 'MARK', 'NONE',
+        'NEWTRUE', 'NEWFALSE', 'BININT', 'BININT1', 'BININT2', 'LONG1', 'BINFLOAT', 'BINUNICODE',
+        'SHORT_BINSTRING', 'EMPTY_TUPLE', 'TUPLE', 'TUPLE1', 'TUPLE2', 'TUPLE3', 'EMPTY_LIST',
+        'APPEND', 'APPENDS', 'EMPTY_DICT', 'SETITEM', 'SETITEMS', 'EMPTY_SET', 'BINGET',
+        'LONG_BINGET', 'BINPUT', 'LONG_BINPUT'})
+_DICT_TYPES = (dict, collections.OrderedDict, collections.Counter)
+# A checkpoint that must be hashed before it is loaded is copied into memory up to this size, to
+# an anonymous temporary file beyond it (:func:`_private_copy`).
+_COPY_IN_MEMORY_BYTES = 256 << 20
 # Pickle protocol 2 (torch.save's default) stores a method as ``getattr(owner, name)``: a
 # HistoryBuffer pickles its statistics methods this way. Only these lookups are served.
 _ALLOWED_ATTRIBUTES = {HistoryBuffer: frozenset({'min', 'max', 'current', 'mean'})}
@@ -119,12 +143,144 @@ def _allowed_globals() -> List[SafeGlobal]:
     ]
 
 
-def _sha256(file: FileLike) -> str:
+@functools.lru_cache(maxsize=1)
+def _allowed_by_name() -> Dict[str, Any]:
+    """The whole allow-list by ``'module.name'``: torch's own and :func:`_allowed_globals`."""
+    allowed = compat.torch_safe_globals()
+    for entry in _allowed_globals():
+        value, name = entry if isinstance(entry, tuple) else (
+            entry, f'{entry.__module__}.{entry.__qualname__}')
+        allowed[name] = value
+    return allowed
+
+
+def _python3_name(module: str, name: str) -> Tuple[str, str]:
+    """The Python 3 name of a global as pickle protocol 2 writes it (``__builtin__.getattr``)."""
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[(module, name)]
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
+
+
+class _OpcodeTable(dict):
+    """An unpickler's opcode handlers; an opcode without one is refused."""
+
+    def __missing__(self, opcode: int):
+        raise pickle.UnpicklingError(f'Unsupported operand {opcode}')
+
+
+@functools.lru_cache(maxsize=1)
+def _allowed_ids() -> frozenset:
+    """``id()`` of every allowed global (module-level objects, alive as long as the process)."""
+    return frozenset(map(id, _allowed_by_name().values()))
+
+
+def _is_allowed(value: Any) -> bool:
+    return id(value) in _allowed_ids()
+
+
+class _RestrictedUnpickler(pickle._Unpickler):
+    """Unpickles only what torch's ``weights_only`` unpickler would with :func:`_allowed_by_name`
+    allowed, by the same rules: only the opcodes of pickle protocol 2 that ``torch.save`` writes;
+    globals from the allow-list only; calls (``REDUCE``) of allowed callables only; new objects
+    (``NEWOBJ``) and their state (``BUILD``) for allowed classes only, so no class can be altered;
+    appends to lists and item assignments to dicts only.
+
+    For torch releases whose ``torch.load(weights_only=True)`` cannot be given extra globals
+    (before 2.6): :func:`safe_torch_load` passes it there as ``torch.load``'s ``pickle_module``.
+    """
+
+    dispatch = _OpcodeTable((opcode, handler)
+                            for opcode, handler in pickle._Unpickler.dispatch.items()
+                            if bytes([opcode]) in _TORCH_SAVE_OPCODES)
+
+    def find_class(self, module: str, name: str) -> Any:
+        module, name = _python3_name(module, name)
+        allowed = _allowed_by_name()
+        if f'{module}.{name}' not in allowed:
+            raise pickle.UnpicklingError(f'GLOBAL {module}.{name} was not an allowed global')
+        return allowed[f'{module}.{name}']
+
+    def _refuse_unless(self, allowed: bool, what: str) -> None:
+        if not allowed:
+            raise pickle.UnpicklingError(f'{what} is not allowed')
+
+    def load_reduce(self):
+        function = self.stack[-2]
+        self._refuse_unless(_is_allowed(function), f'calling {function!r}')
+        super().load_reduce()
+
+    def load_newobj(self):
+        cls = self.stack[-2]
+        self._refuse_unless(isinstance(cls, type) and _is_allowed(cls),
+                            f'creating an object of {cls!r}')
+        super().load_newobj()
+
+    def load_build(self):
+        target = self.stack[-2]
+        self._refuse_unless(_is_allowed(type(target)), f'setting the state of {type(target)!r}')
+        super().load_build()
+
+    def load_append(self):
+        self._refuse_unless(type(self.stack[-2]) is list, f'appending to {type(self.stack[-2])!r}')
+        super().load_append()
+
+    def load_appends(self):
+        target = self.metastack[-1][-1]
+        self._refuse_unless(type(target) is list, f'appending to {type(target)!r}')
+        super().load_appends()
+
+    def load_setitem(self):
+        target = self.stack[-3]
+        self._refuse_unless(type(target) in _DICT_TYPES, f'setting items of {type(target)!r}')
+        super().load_setitem()
+
+    def load_setitems(self):
+        target = self.metastack[-1][-1]
+        self._refuse_unless(type(target) in _DICT_TYPES, f'setting items of {type(target)!r}')
+        super().load_setitems()
+
+    for _handler in (load_reduce, load_newobj, load_build, load_append, load_appends, load_setitem,
+                     load_setitems):
+        dispatch[getattr(pickle, _handler.__name__[len('load_'):].upper())[0]] = _handler
+    del _handler
+
+
+def _restricted_load(file: IO[bytes], **kwargs) -> Any:
+    return _RestrictedUnpickler(file, **kwargs).load()
+
+
+# What torch.load needs of its pickle_module.
+_restricted_pickle = types.ModuleType('mmfastervit_restricted_pickle')
+_restricted_pickle.Unpickler = _RestrictedUnpickler
+_restricted_pickle.load = _restricted_load
+
+
+def _load_weights_only(stream: IO[bytes], map_location: Any) -> Any:
+    """``torch.load`` of only what :func:`_allowed_by_name` allows, on every supported torch."""
+    if compat.HAS_SAFE_GLOBALS:
+        return compat.load_with_safe_globals(stream, map_location, _allowed_globals())
+    return torch.load(stream, map_location=map_location, weights_only=False,
+                      pickle_module=_restricted_pickle)
+
+
+@contextlib.contextmanager
+def _private_copy(file: FileLike) -> Iterator[Tuple[IO[bytes], str]]:
+    """A private copy of the checkpoint and the SHA-256 digest of its bytes, read in one pass.
+
+    Trust is decided on the digest, so the trusted bytes must be the ones loaded: loading from this
+    copy, never from the path again, a file replaced after it was hashed cannot be loaded as
+    trusted. Up to :data:`_COPY_IN_MEMORY_BYTES` the copy is kept in memory; a larger one (a
+    multi-GB training checkpoint) goes to an anonymous temporary file in the temporary directory,
+    deleted when closed, so that it costs disk space there rather than memory.
+    """
     digest = hashlib.sha256()
-    with _rewound(file) as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
+    with SpooledTemporaryFile(max_size=_COPY_IN_MEMORY_BYTES) as copy:
+        with _rewound(file) as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b''):
+                digest.update(chunk)
+                copy.write(chunk)
+        copy.seek(0)
+        yield copy, digest.hexdigest()
 
 
 @contextlib.contextmanager
@@ -173,26 +329,58 @@ def trust_checkpoint(path_or_sha256: Union[str, os.PathLike]) -> contextlib.Exit
     return withdraw
 
 
-def _refused_globals(file: FileLike, message: str) -> List[str]:
-    """Every global the checkpoint needs beyond :func:`_allowed_globals`, as far as can be told."""
+def _globals_in_pickles(stream: IO[bytes]) -> Set[str]:
+    """The globals named in the pickles at the start of ``stream``, read without unpickling: the
+    legacy format's sequence of pickles, or the zip format's ``data.pkl``. A global pushed from
+    strings (``STACK_GLOBAL``) is found when the strings are written out or memoized before it.
+    Reading stops at what does not parse."""
+    if zipfile.is_zipfile(stream):
+        stream.seek(0)
+        with zipfile.ZipFile(stream) as archive:
+            data_pickles = [name for name in archive.namelist() if name.endswith('data.pkl')]
+            if not data_pickles:
+                return set()
+            stream = io.BytesIO(archive.read(data_pickles[0]))
+    else:
+        stream.seek(0)
+    names: Set[str] = set()
+    try:
+        while True:
+            names.update(_globals_in_one_pickle(stream))
+    except Exception:  # the end of the pickles, or not a pickle at all
+        pass
+    return names
+
+
+def _globals_in_one_pickle(stream: IO[bytes]) -> Set[str]:
+    names, memo, pushed = set(), {}, [None, None]  # pushed: the last two values put on the stack
+    for opcode, argument, _ in pickletools.genops(stream):
+        if opcode.name in ('GLOBAL', 'INST'):
+            names.add('.'.join(_python3_name(*argument.split(' ', 1))))
+        elif opcode.name == 'STACK_GLOBAL' and all(isinstance(part, str) for part in pushed):
+            names.add('.'.join(pushed))
+        elif opcode.name == 'MEMOIZE':
+            memo[len(memo)] = pushed[-1]
+        elif opcode.name in ('PUT', 'BINPUT', 'LONG_BINPUT'):
+            memo[argument] = pushed[-1]
+        elif opcode.name in ('GET', 'BINGET', 'LONG_BINGET'):
+            pushed = [pushed[-1], memo.get(argument)]
+        elif opcode.stack_after:
+            pushed = [pushed[-1], argument if isinstance(argument, str) else None]
+        if opcode.name == 'STOP':
+            return names
+    raise EOFError('the stream ended inside a pickle')
+
+
+def _refused_globals(stream: IO[bytes], message: str) -> List[str]:
+    """Every global the checkpoint needs beyond :func:`_allowed_by_name`, as far as can be told."""
     names = set()
     for pattern in _REFUSED_GLOBAL_PATTERNS:
         # torch's message drops the ``builtins.`` of builtins
         names.update(name if '.' in name else f'builtins.{name}'
                      for name in pattern.findall(message))
-    try:
-        with _rewound(file) as stream:
-            names.update(torch.serialization.get_unsafe_globals_in_checkpoint(stream))
-    except (ValueError, RuntimeError):  # not a zip checkpoint: only torch's message tells
-        pass
-    return sorted(names)
-
-
-def _with_safe_globals(function: Callable, *args, **kwargs) -> Any:
-    already_allowed = torch.serialization.get_safe_globals()
-    missing = [entry for entry in _allowed_globals() if entry not in already_allowed]
-    with torch.serialization.safe_globals(missing):
-        return function(*args, **kwargs)
+    names.update(_globals_in_pickles(stream))
+    return sorted(names - _allowed_by_name().keys())
 
 
 def safe_torch_load(file: FileLike,
@@ -214,21 +402,17 @@ def safe_torch_load(file: FileLike,
         source = os.fspath(file) if isinstance(file, (str, os.PathLike)) else repr(file)
     try:
         with _rewound(file) as stream:
-            return _with_safe_globals(
-                torch.load, stream, map_location=map_location, weights_only=True)
+            return _load_weights_only(stream, map_location)
     except pickle.UnpicklingError as error:
         message = str(error)
     except (RuntimeError, KeyError, EOFError, ValueError) as error:
         raise InvalidCheckpointError(source, error) from error
-    digest = _sha256(file)
-    if _is_trusted(file, digest):
-        print_log(f'Loading trusted checkpoint {source} without restrictions', logger='current')
-        with _rewound(file) as stream:
-            return torch.load(stream, map_location=map_location, weights_only=False)
-    try:
-        refused = _with_safe_globals(_refused_globals, file, message)
-    except Exception as error:  # torch cannot even scan it: not a checkpoint at all
-        raise InvalidCheckpointError(source, error) from error
+    with _private_copy(file) as (copy, digest):
+        if _is_trusted(file, digest):
+            print_log(f'Loading trusted checkpoint {source} without restrictions',
+                      logger='current')
+            return torch.load(copy, map_location=map_location, weights_only=False)
+        refused = _refused_globals(copy, message)
     if not refused:
         raise InvalidCheckpointError(source, message)
     needs = (f'unpickling it needs {", ".join(refused)}, outside the globals known to be safe '

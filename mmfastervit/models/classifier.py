@@ -8,6 +8,7 @@ from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 from mmengine.structures import BaseDataElement
 
+from mmfastervit import compat
 from mmfastervit.checkpoint.official import (StateDict, check_state_dict,
                                              convert_official_state_dict, extract_state_dict,
                                              is_official)
@@ -62,7 +63,7 @@ class FasterViTClassifier(BaseModel):
         self.backbone = FasterViT(arch=arch, out_indices=(self.last_stage, ),
                                   drop_path_rate=drop_path_rate, norm_cfg=dict(type='BN'))
         self.head = LinearClsHead(self.backbone.out_channels[-1], num_classes)
-        self.register_load_state_dict_pre_hook(_prepare_state_dict)
+        compat.add_load_state_dict_pre_hook(self, _prepare_state_dict)
 
     def convert_official(self, official: StateDict) -> StateDict:
         """An official state dict under this model's names: the official final norm is the

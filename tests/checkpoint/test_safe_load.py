@@ -1,4 +1,5 @@
 import argparse
+import collections
 import fractions
 import hashlib
 import os
@@ -19,8 +20,9 @@ from mmengine.model import BaseModel
 from mmengine.runner import CheckpointLoader, Runner, load_checkpoint
 from torch.utils.data import Dataset
 
-from mmfastervit.checkpoint import (TRUST_ENV_VAR, UnsafeCheckpointError, safe_load,
-                                    safe_torch_load, trust_checkpoint)
+from mmfastervit import compat
+from mmfastervit.checkpoint import (TRUST_ENV_VAR, InvalidCheckpointError, UnsafeCheckpointError,
+                                    safe_load, safe_torch_load, trust_checkpoint)
 
 CHECKPOINT_URL = 'https://checkpoints.example.com/models/toy_checkpoint.pth'
 
@@ -177,12 +179,13 @@ def test_runner_resumes_from_its_own_checkpoint(tmp_path):
     first.train()
     saved_state = clone_state(first.model)
     checkpoint = tmp_path / 'iter_2.pth'
-    # What a plain torch.load (weights_only=True) refuses in an MMEngine checkpoint.
-    needed = torch.serialization.get_unsafe_globals_in_checkpoint(checkpoint)
+    # What a plain torch.load(weights_only=True) refuses in an MMEngine checkpoint.
+    with open(checkpoint, 'rb') as stream:
+        needed = safe_load._globals_in_pickles(stream) - compat.torch_safe_globals().keys()
     assert {'mmengine.logging.history_buffer.HistoryBuffer', 'builtins.getattr',
-            'numpy.dtype'} <= set(needed)
+            'numpy.dtype'} <= needed
     with pytest.raises(pickle.UnpicklingError):
-        torch.load(checkpoint)
+        torch.load(checkpoint, weights_only=True)
 
     recorder = RecordStateBeforeTrain()
     resumed = build_runner(tmp_path, max_iters=3, resume=True, custom_hooks=[recorder])
@@ -357,8 +360,6 @@ def test_refusal_message_gives_the_digest_to_trust(harmless_untrusted_checkpoint
 
 @pytest.mark.parametrize('content', [b'hello\n', b'', b'\x80\x02xjunk', b'\x00' * 100, 'truncated'])
 def test_unreadable_files_name_the_file_and_the_problem(tmp_path, content):
-    from mmengine.runner import CheckpointLoader
-    from mmfastervit.checkpoint import InvalidCheckpointError
     path = tmp_path / 'weights.pth'
     if content == 'truncated':
         torch.save({'w': torch.zeros(1000)}, path)
@@ -369,3 +370,163 @@ def test_unreadable_files_name_the_file_and_the_problem(tmp_path, content):
                              r'torch.save, truncated or corrupted\)') as error:
         CheckpointLoader.load_checkpoint(str(path))
     assert 'weights_only' not in str(error.value)
+
+
+def test_file_swapped_after_hashing_is_not_trusted(harmless_untrusted_checkpoint, tmp_path,
+                                                   monkeypatch):
+    """Trust by digest covers the bytes that were hashed: replacing the file right after it was
+    hashed, before it is loaded, must not get the replacement loaded as trusted."""
+    path = Path(harmless_untrusted_checkpoint)
+    monkeypatch.setenv(TRUST_ENV_VAR, hashlib.sha256(path.read_bytes()).hexdigest())
+    marker = tmp_path / 'marker'
+    replacement = tmp_path / 'replacement.pth'
+    torch.save({'ratio': CreatesFileWhenUnpickled(marker, via_shell=False)}, replacement)
+    sha256 = hashlib.sha256
+
+    class ReplaceFileWhenHashed:
+
+        def __init__(self):
+            self.digest = sha256()
+
+        def update(self, data):
+            self.digest.update(data)
+
+        def hexdigest(self):
+            if replacement.exists():
+                os.replace(replacement, path)
+            return self.digest.hexdigest()
+
+    monkeypatch.setattr(safe_load.hashlib, 'sha256', ReplaceFileWhenHashed)
+    assert safe_torch_load(path)['ratio'] * 3 == 1  # what was hashed and trusted
+    assert not replacement.exists()  # the file was replaced
+    assert not marker.exists()
+    monkeypatch.undo()
+    with pytest.raises(UnsafeCheckpointError, match='io.open'):  # the replacement, untrusted
+        safe_torch_load(path)
+
+
+@pytest.mark.parametrize('legacy_format', [False, True], ids=['zip', 'legacy'])
+def test_trusted_checkpoint_larger_than_the_in_memory_copy(tmp_path, monkeypatch, legacy_format):
+    """A trusted checkpoint is loaded from a private copy, which beyond a size is a temporary
+    file rather than memory."""
+    monkeypatch.setattr(safe_load, '_COPY_IN_MEMORY_BYTES', 1000)
+    path = tmp_path / 'large.pth'
+    weights = torch.randn(1000)
+    torch.save({'ratio': fractions.Fraction(1, 3), 'weights': weights}, path,
+               _use_new_zipfile_serialization=not legacy_format)
+    assert path.stat().st_size > 4000
+    with trust_checkpoint(path):
+        checkpoint = safe_torch_load(path)
+    assert checkpoint['ratio'] * 3 == 1
+    assert torch.equal(checkpoint['weights'], weights)
+
+
+# Both ways of restricting the unpickler, each on the torch releases that have it (safe_globals from
+# torch 2.6 on); the restricted unpickler also runs on newer ones, to compare the two.
+LOADERS = ['restricted_unpickler'] + (['safe_globals'] if compat.HAS_SAFE_GLOBALS else [])
+
+
+def load_with(loader, monkeypatch, path):
+    monkeypatch.setattr(compat, 'HAS_SAFE_GLOBALS', loader == 'safe_globals')
+    return safe_torch_load(path)
+
+
+@pytest.mark.parametrize('loader', LOADERS)
+@pytest.mark.parametrize('legacy_format', [False, True], ids=['zip', 'legacy'])
+def test_data_loads_the_same_whichever_way_unpickling_is_restricted(tmp_path, monkeypatch, loader,
+                                                                      legacy_format):
+    history = HistoryBuffer()
+    history.update(2.5)
+    data = {
+        'parameter': nn.Parameter(torch.arange(3.0)),
+        'tensors': collections.OrderedDict(half=torch.ones(2, dtype=torch.half),
+                                           flags=torch.tensor([True, False])),
+        'dtypes': [torch.bfloat16, torch.bool, torch.uint8, torch.float32],
+        'device': torch.device('cpu'),
+        'plain': {'set': {1, 2}, 'bytes': b'ab', 'bytearray': bytearray(b'c'), 'complex': 1 + 2j,
+                  'counter': collections.Counter('aab'), 'tuple': (1, 'x', None, 2.5)},
+        'numpy': {'array': np.arange(4, dtype=np.int16), 'scalar': np.float32(1.5)},
+        'args': argparse.Namespace(lr=0.1, size=[3, 224, 224]),
+        'history': history,
+    }
+    path = tmp_path / 'data.pth'
+    torch.save(data, path, _use_new_zipfile_serialization=not legacy_format)
+
+    loaded = load_with(loader, monkeypatch, path)
+
+    assert type(loaded['parameter']) is nn.Parameter
+    assert torch.equal(loaded['parameter'], data['parameter'])
+    assert list(loaded['tensors']) == ['half', 'flags']
+    for name, tensor in data['tensors'].items():
+        assert loaded['tensors'][name].dtype == tensor.dtype
+        assert torch.equal(loaded['tensors'][name], tensor)
+    assert loaded['dtypes'] == data['dtypes'] and loaded['device'] == data['device']
+    assert loaded['plain'] == data['plain']
+    assert type(loaded['plain']['counter']) is collections.Counter
+    np.testing.assert_array_equal(loaded['numpy']['array'], data['numpy']['array'])
+    assert loaded['numpy']['scalar'] == np.float32(1.5)
+    assert loaded['args'] == data['args']
+    assert loaded['history'].current() == 2.5
+
+
+@pytest.mark.parametrize('legacy_format', [False, True], ids=['zip', 'legacy'])
+@pytest.mark.parametrize('payload', ['os.system', 'fraction', 'getattr_init'])
+def test_refusal_is_the_same_whichever_way_unpickling_is_restricted(tmp_path, monkeypatch,
+                                                                    legacy_format, payload):
+    marker = tmp_path / 'marker'
+
+    class LooksUpInit:
+
+        def __reduce__(self):
+            return getattr, (HistoryBuffer, '__init__')
+
+    refused_value, refused_name = {
+        'os.system': (CreatesFileWhenUnpickled(marker, via_shell=True), 'posix.system'),
+        'fraction': (fractions.Fraction(1, 3), 'fractions.Fraction'),
+        'getattr_init': (LooksUpInit(), 'HistoryBuffer.__init__'),
+    }[payload]
+    path = tmp_path / 'refused.pth'
+    torch.save({'state_dict': {'w': torch.ones(2)}, 'meta': [refused_value]}, path,
+               _use_new_zipfile_serialization=not legacy_format)
+
+    messages = set()
+    for loader in LOADERS:
+        with pytest.raises(UnsafeCheckpointError) as error:
+            load_with(loader, monkeypatch, path)
+        messages.add(str(error.value))
+    assert len(messages) == 1
+    assert refused_name in messages.pop()
+    assert not marker.exists()
+
+
+def legacy_checkpoint(main_pickle: bytes) -> bytes:
+    """A checkpoint in torch's legacy format (a sequence of pickles) whose object is unpickled
+    from ``main_pickle``, with no tensor data."""
+    header = [0x1950a86a20f9469cfc6c, 1001,
+              dict(protocol_version=1001, little_endian=True, type_sizes=dict(short=2, int=4,
+                                                                               long=4))]
+    return b''.join([*(pickle.dumps(value, protocol=2) for value in header), main_pickle,
+                     pickle.dumps([], protocol=2)])
+
+
+@pytest.mark.parametrize('loader', LOADERS)
+def test_no_class_can_be_altered_by_setting_its_state(tmp_path, monkeypatch, loader):
+    # GLOBAL argparse.Namespace, then BUILD with (None, {'altered': True}): setattr on the class.
+    alters_class = (b'\x80\x02cargparse\nNamespace\nN}X\x07\x00\x00\x00altered\x88s\x86b.')
+    assert pickle.loads(alters_class) is argparse.Namespace  # unrestricted, it alters the class
+    assert argparse.Namespace.altered is True
+    del argparse.Namespace.altered
+    path = tmp_path / 'alters_class.pth'
+    path.write_bytes(legacy_checkpoint(alters_class))
+
+    with pytest.raises(InvalidCheckpointError):
+        load_with(loader, monkeypatch, path)
+    assert not hasattr(argparse.Namespace, 'altered')
+
+
+@pytest.mark.parametrize('loader', LOADERS)
+def test_opcodes_torch_save_never_writes_are_refused(tmp_path, monkeypatch, loader):
+    path = tmp_path / 'protocol4.pth'
+    torch.save({'w': torch.ones(2)}, path, pickle_protocol=4)
+    with pytest.raises(InvalidCheckpointError, match='protocol4.pth is not a readable'):
+        load_with(loader, monkeypatch, path)
