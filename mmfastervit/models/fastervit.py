@@ -639,13 +639,19 @@ class FasterViT(BaseModule):
         if not compat.is_compiling():
             self.check_input(x)
             warn_if_bf16_is_emulated(x)
+        # Features leave in the memory format the images came in (like mmdet's ResNet): a channel
+        # LayerNorm returns a channels-last view, and mmcv's RoIAlign reads any input as a
+        # contiguous NCHW array.
+        memory_format = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
+                         and not x.is_contiguous() else torch.contiguous_format)
         x = self.stem(x)
         last = max(self.out_indices)
         outs = []
         for i, stage in enumerate(self.stages[:last + 1]):
             features, x = stage(x, downsample=i < last)
             if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(features))
+                norm = getattr(self, f'norm{i}')
+                outs.append(norm(features).contiguous(memory_format=memory_format))
         return tuple(outs)
 
     def _freeze_stages(self):

@@ -242,3 +242,24 @@ def test_window_coordinates_of_the_dino_backbone():
     torch.testing.assert_close(block.window_coords, tokens)
     with pytest.raises(ValueError, match="window_coord_norm must be one of \\('side', 'tokens'\\)"):
         FasterViT(arch=TINY_ARCH, window_coord_norm='area')
+
+
+def test_features_keep_the_input_memory_format_so_roi_align_reads_them_right():
+    """mmcv's RoIAlign reads its input as a contiguous NCHW array whatever its strides, and mmdet's
+    FPN passes a channels-last layout through: the backbone must return features in the images'
+    own layout (channel LayerNorms compute channels-last views)."""
+    from mmcv.ops import roi_align
+    from mmdet.models.necks import FPN
+    torch.manual_seed(0)
+    model = FasterViT(arch=TINY_ARCH).eval()
+    neck = FPN(in_channels=model.out_channels, out_channels=8, num_outs=4).eval()
+    x = torch.randn(1, 3, 128, 160)
+    rois = torch.tensor([[0, 2., 3., 60., 45.], [0, 50., 10., 120., 90.]])
+    with torch.no_grad():
+        features = model(x)
+        assert all(f.is_contiguous() for f in features)
+        level = neck(features)[0]
+        expected = roi_align(level.contiguous(), rois, (7, 7), 0.25, 0, 'avg', True)
+        torch.testing.assert_close(roi_align(level, rois, (7, 7), 0.25, 0, 'avg', True), expected)
+        channels_last = model(x.contiguous(memory_format=torch.channels_last))
+    assert all(f.is_contiguous(memory_format=torch.channels_last) for f in channels_last)
