@@ -263,12 +263,13 @@ class Attention(nn.Module):
         batch, length, dim = x.shape
         qkv = self.qkv(x).view(batch, length, 3, self.num_heads, dim // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        if compat.is_compiling():
-            # Written out for torch.compile and export: inductor fuses the scale, bias and softmax
-            # between two batched matmuls, which on the CPU beats the fused kernel for windows of
-            # ~50 tokens, and the exporter mis-derives the layout of the fused kernel's output for
-            # symbolic sizes.
-            attn = (q @ k.transpose(-2, -1)) * q.shape[-1]**-0.5 + bias.to(q.dtype)
+        if torch.is_grad_enabled() or compat.is_compiling():
+            # Written out: with gradients for a float mask the fused kernel falls back to a slower
+            # generic path; under torch.compile inductor fuses the bias and softmax between the two
+            # batched matmuls, which beats the fused kernel for windows of ~50 tokens on the CPU;
+            # and the exporter mis-derives the layout of the fused kernel's output for symbolic
+            # sizes.
+            attn = (q * q.shape[-1]**-0.5) @ k.transpose(-2, -1) + bias.to(q.dtype)
             x = attn.softmax(dim=-1) @ v
         else:
             x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))

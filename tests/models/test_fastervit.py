@@ -263,3 +263,16 @@ def test_features_keep_the_input_memory_format_so_roi_align_reads_them_right():
         torch.testing.assert_close(roi_align(level, rois, (7, 7), 0.25, 0, 'avg', True), expected)
         channels_last = model(x.contiguous(memory_format=torch.channels_last))
     assert all(f.is_contiguous(memory_format=torch.channels_last) for f in channels_last)
+
+
+def test_outputs_with_autograd_equal_those_without():
+    """With autograd on (training, or a frozen model fine-tuned through) attention is written out
+    and BatchNorm runs unfolded where it trains; the values are those of the inference path, which
+    the official fixtures check."""
+    torch.manual_seed(0)
+    model = FasterViT(arch=dict(TINY_ARCH, layer_scale=0.1, propagation=True)).eval()
+    x = torch.randn(2, 3, 224, 256)
+    with torch.no_grad():
+        expected = model(x)
+    for out, ref in zip(model(x), expected):
+        torch.testing.assert_close(out.detach(), ref, rtol=1e-5, atol=1e-5)
