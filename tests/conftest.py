@@ -92,3 +92,18 @@ def imagenet_eval_input(path: Path, resize: int, crop: int) -> torch.Tensor:
     image = image.crop((left, top, left + crop, top + crop))
     pixels = torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1)
     return ((pixels - IMAGENET_MEAN[:, None, None]) / IMAGENET_STD[:, None, None])[None]
+
+
+def compile_keeping_graphs(fn) -> tuple:
+    """``torch.compile(fn)`` with a backend that keeps every graph dynamo traces and runs it as
+    traced (no inductor), and that list of graphs; dynamo's caches are reset first."""
+    import torch._dynamo
+    graphs = []
+
+    def keeping_backend(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    torch._dynamo.reset()
+    return torch.compile(fn, backend=keeping_backend), graphs
+

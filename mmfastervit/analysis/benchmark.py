@@ -184,21 +184,25 @@ def swin_tiny() -> torch.nn.Module:
 
 def official_stage_features(official: torch.nn.Module) -> Callable:
     """The official network's stage features, each before its downsampler (as our backbone
-    returns them, without our output norms)."""
+    returns them, without our output norms).
+
+    The downsamplers' inputs are collected by hooks registered here, once: a function that
+    registers and removes hooks at every call makes ``torch.compile`` re-trace it at every call.
+    """
+    features = []
+    for level in official.levels:
+        if level.downsample is not None:
+            level.downsample.register_forward_pre_hook(
+                lambda module, args: features.append(args[0]))
 
     def forward(images):
-        features = []
-        hooks = [level.downsample.register_forward_pre_hook(
-            lambda module, args: features.append(args[0]))
-            for level in official.levels if level.downsample is not None]
-        try:
-            x = official.patch_embed(images)
-            for level in official.levels:
-                x = level(x)
-        finally:
-            for hook in hooks:
-                hook.remove()
-        return features + [x]
+        features.clear()
+        x = official.patch_embed(images)
+        for level in official.levels:
+            x = level(x)
+        outputs = features + [x]
+        features.clear()
+        return outputs
     return forward
 
 
@@ -243,6 +247,14 @@ def build_from_config(config, swin: bool = False) -> torch.nn.Module:
     return MODELS.build(cfg.model)
 
 
+def _detector_num_classes(model: torch.nn.Module) -> int:
+    """The classes a detector predicts: those of its (first) box head."""
+    head = getattr(getattr(model, 'roi_head', None), 'bbox_head', None)
+    if head is None:
+        head = model.bbox_head
+    return (head[0] if isinstance(head, torch.nn.ModuleList) else head).num_classes
+
+
 def fixed_batch(model: torch.nn.Module, batch: int, height: int, width: int,
                 seed: int = 0) -> dict:
     """A data batch as a data loader gives it (uint8 images and data samples with ground truth:
@@ -274,8 +286,9 @@ def fixed_batch(model: torch.nn.Module, batch: int, height: int, width: int,
             masks = np.zeros((num, height, width), dtype=np.uint8)
             for i, (x1, y1, x2, y2) in enumerate(boxes.int().tolist()):
                 masks[i, y1:y2, x1:x2] = 1
+            labels = torch.randint(0, _detector_num_classes(model), (num, ), generator=generator)
             sample.gt_instances = InstanceData(
-                bboxes=boxes, labels=torch.randint(0, 80, (num, ), generator=generator),
+                bboxes=boxes, labels=labels,
                 masks=BitmapMasks(masks, height, width))
         samples.append(sample)
     return dict(inputs=inputs, data_samples=samples)

@@ -14,6 +14,7 @@ from mmfastervit import compat
 from mmfastervit.models import kernels
 from mmfastervit.models.fastervit import FasterViT
 from tests.conftest import TINY_ARCH_LAYER_SCALE_PROPAGATION as TINY_ARCH
+from tests.conftest import compile_keeping_graphs
 
 
 
@@ -30,14 +31,7 @@ def test_compiles_without_graph_breaks_or_recompiles():
     assert explanation.graph_break_count == 0
     assert explanation.graph_count == 1
 
-    torch._dynamo.reset()
-    compiles = []
-
-    def counting_backend(graph_module, example_inputs):
-        compiles.append(graph_module)
-        return graph_module.forward
-
-    compiled = torch.compile(model, backend=counting_backend)
+    compiled, compiles = compile_keeping_graphs(model)
     with torch.no_grad():
         outs = [compiled(x) for _ in range(3)]
         eager = model(x)
@@ -48,14 +42,7 @@ def test_compiles_without_graph_breaks_or_recompiles():
 
 def traced_calls(model: nn.Module, x: torch.Tensor, exporting: bool) -> collections.Counter:
     """How often each function is called in the graphs a real torch.compile traces."""
-    graphs = []
-
-    def inspecting_backend(graph_module, example_inputs):
-        graphs.append(graph_module)
-        return graph_module.forward
-
-    torch._dynamo.reset()
-    compiled = torch.compile(model, backend=inspecting_backend)
+    compiled, graphs = compile_keeping_graphs(model)
     with torch.no_grad(), compat.exporting() if exporting else contextlib.nullcontext():
         compiled(x)
     # Older torches keep torch.nn's own layers as modules in the graph: count them as their function
