@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # Cascade Mask R-CNN + FasterViT-0 on a generated toy COCO dataset of shapes, on the CPU: generate the
-# dataset (once), train from scratch, evaluate the box and mask mAP (COCO metric) with tools/test.py
-# and save the validation images painted with the predictions. About 13 minutes on 2 cores.
+# dataset (once), train from scratch, evaluate the box and mask mAP (COCO metric) with tools/test.py,
+# and draw one overview picture: validation images with their ground truth beside the predictions,
+# above the training loss curve. Ends by printing the time taken, the CPU, the metrics and where the
+# picture is.
 #
 #   bash scripts/demo_det.sh        (make demo sets the environment up first)
 #
-# Environment: PYTHON (default .venv/bin/python), DATA_DIR (data/toy_coco), WORK_DIR (work_dirs/demo_det).
+# Environment: PYTHON (default .venv/bin/python), DATA_DIR (data/toy_coco), WORK_DIR
+# (work_dirs/demo_det/<date>_<time>, a new one per run; a WORK_DIR given must be new or empty),
+# MAX_ITERS (the config's schedule).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python=${PYTHON:-.venv/bin/python}
+source scripts/demo_common.sh
 data_dir=${DATA_DIR:-data/toy_coco}
-work_dir=${WORK_DIR:-work_dirs/demo_det}
+work_dir=$(new_work_dir "${WORK_DIR:-work_dirs/demo_det/$(date +%Y%m%d_%H%M%S)}")
 config=configs/det/toy/cascade-mask-rcnn_fastervit-0_fpn_4conv1fc-giou_toy-shapes.py
-# Absolute, so that the detection visualization hook does not nest it in the run's directory.
-show_dir=$PWD/$work_dir/predictions
+show_dir=$work_dir/predictions
 data_options=(
     "train_dataloader.dataset.data_root=$data_dir"
     "val_dataloader.dataset.data_root=$data_dir"
@@ -33,24 +37,20 @@ else
 fi
 
 log "training $config (CPU)"
-"$python" tools/train.py "$config" --work-dir "$work_dir" --cfg-options "${data_options[@]}"
-checkpoint=$(cat "$work_dir/last_checkpoint")
-
-log "evaluating $checkpoint"
-rm -rf "$show_dir"
-test_log=$work_dir/test.log
-"$python" tools/test.py "$config" "$checkpoint" --work-dir "$work_dir" --show-dir "$show_dir" \
-    --out "$work_dir/predictions.pkl" --cfg-options "${data_options[@]}" 2>&1 | tee "$test_log"
+train_and_test "$config" "$work_dir" "${data_options[@]}" -- --show-dir "$show_dir" \
+    --out "$work_dir/predictions.pkl"
 
 metric() { sed -n "s/.*Iter(test).* coco\/$1: \([0-9.-]*\).*/\1/p" "$test_log" | tail -n 1; }
 if [ -z "$(metric bbox_mAP)" ]; then
     echo "[demo-det] ERROR: no box mAP in the test output ($test_log)" >&2
     exit 1
 fi
-num_painted=$(find "$show_dir" -name '*.jpg' | wc -l)
-log "done in $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s"
-echo "  checkpoint:  $checkpoint"
-echo "  predictions: $work_dir/predictions.pkl, and $num_painted painted images under $show_dir"
+draw_overview "$show_dir" "$work_dir" \
+    "box mAP $(metric bbox_mAP), mask mAP $(metric segm_mAP) on the toy validation set"
+
+log "done"
+print_run_summary
+echo "  predictions: $work_dir/predictions.pkl, painted images under $show_dir"
 echo "  COCO metrics on the toy validation set:"
 echo "           mAP     AP50    AP75"
 echo "    box    $(metric bbox_mAP)  $(metric bbox_mAP_50)  $(metric bbox_mAP_75)"

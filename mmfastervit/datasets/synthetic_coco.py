@@ -95,12 +95,12 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return add_pixel_noise(rng, image * illumination[..., None], sigma=rng.uniform(3, 12))
 
 
-def _place_shapes(rng: np.random.Generator, height: int, width: int,
-                  max_objects: int) -> List[Tuple[int, np.ndarray]]:
+def _place_shapes(rng: np.random.Generator, height: int, width: int, max_objects: int,
+                  object_size: Tuple[float, float]) -> List[Tuple[int, np.ndarray]]:
     """Sample ``(class index, polygon)`` pairs with disjoint bounding circles inside the image."""
     short_side = min(height, width)
-    min_radius = max(8.0, 0.06 * short_side)
-    max_radius = max(min_radius, 0.2 * short_side)
+    min_radius = max(8.0, object_size[0] * short_side)
+    max_radius = max(min_radius, object_size[1] * short_side)
     placed_circles: List[Tuple[float, float, float]] = []
     shapes = []
     for _ in range(rng.integers(1, max_objects + 1)):
@@ -163,13 +163,13 @@ def _annotation(polygon: np.ndarray, label: int, image_id: int, ann_id: int, hei
 
 
 def _generate_split(rng: np.random.Generator, image_dir: Path, num_images: int,
-                    size_ranges, max_objects: int) -> dict:
+                    size_ranges, max_objects: int, object_size: Tuple[float, float]) -> dict:
     images, annotations = [], []
     for image_id in range(1, num_images + 1):
         height, width = sample_image_size(rng, size_ranges)
         image = _background(rng, height, width)
         file_name = f'{image_id:06d}.jpg'
-        for label, polygon in _place_shapes(rng, height, width, max_objects):
+        for label, polygon in _place_shapes(rng, height, width, max_objects, object_size):
             _paint_shape(rng, image, polygon)
             annotations.append(
                 _annotation(polygon, label, image_id, len(annotations) + 1, height, width))
@@ -187,6 +187,7 @@ def generate_coco(root: Union[str, Path],
                   num_val: int = 16,
                   image_size: ImageSize = ((192, 320), (192, 320)),
                   max_objects: int = 6,
+                  object_size: Tuple[float, float] = (0.06, 0.2),
                   seed: int = 0,
                   overwrite: bool = False) -> Dict[str, Path]:
     """Write a synthetic COCO-style dataset of :data:`SHAPE_CLASSES` under ``root``.
@@ -202,6 +203,8 @@ def generate_coco(root: Union[str, Path],
         image_size: Fixed ``(h, w)``, one side length, or ``((h_min, h_max), (w_min, w_max))``
             inclusive ranges sampled per image.
         max_objects: Upper bound on the shapes per image (at least one is always placed).
+        object_size: ``(min, max)`` radius of a shape's bounding circle as a fraction of the
+            image's short side (at least 8 pixels). A shape that finds no free place is left out.
         seed: Random seed.
         overwrite: Replace a dataset previously generated at ``root`` instead of raising.
 
@@ -210,6 +213,9 @@ def generate_coco(root: Union[str, Path],
     """
     if num_train < 0 or num_val < 0 or max_objects < 1:
         raise ValueError('num_train and num_val must be >= 0 and max_objects >= 1')
+    if not 0 < object_size[0] <= object_size[1] < 0.5:
+        raise ValueError('object_size must be (min, max) radii with 0 < min <= max < 0.5 (fractions '
+                         f'of the short side), got {object_size!r}')
     size_ranges = parse_image_size(image_size)
     if min(size_ranges[0][0], size_ranges[1][0]) < 32:
         raise ValueError(f'images must be at least 32 pixels per side, got {image_size!r}')
@@ -223,6 +229,7 @@ def generate_coco(root: Union[str, Path],
                     overwrite=overwrite)
 
     for split, rng, count in zip(SPLITS, split_rngs(seed, len(SPLITS)), (num_train, num_val)):
-        coco = _generate_split(rng, paths[f'{split}_img_dir'], count, size_ranges, max_objects)
+        coco = _generate_split(rng, paths[f'{split}_img_dir'], count, size_ranges, max_objects,
+                               object_size)
         paths[f'{split}_ann_file'].write_text(json.dumps(coco))
     return paths

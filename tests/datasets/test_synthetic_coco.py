@@ -141,3 +141,31 @@ def test_mmdet_coco_dataset_loads_instances(coco_paths):
         assert masks.shape == (num_instances, height, width)
         assert masks.reshape(num_instances, -1).any(axis=1).all()
         assert not sample['gt_ignore_flags'].any()
+
+
+def _extents(paths: dict) -> np.ndarray:
+    """Each shape's larger box side as a fraction of its image's short side. A shape lies in its
+    bounding circle, which holds its centre and one vertex on the circle: the larger side is at most
+    the diameter and at least radius / sqrt(2)."""
+    coco = json.loads(paths['train_ann_file'].read_text())
+    short_side = {image['id']: min(image['height'], image['width']) for image in coco['images']}
+    return np.array([max(ann['bbox'][2:]) / short_side[ann['image_id']]
+                     for ann in coco['annotations']])
+
+
+def test_object_size_and_count_bound_the_shapes(tmp_path):
+    large = generate_coco(tmp_path / 'large', num_train=8, num_val=0, image_size=(160, 192),
+                          max_objects=3, object_size=(0.2, 0.3))
+    small = generate_coco(tmp_path / 'small', num_train=8, num_val=0, image_size=(160, 192),
+                          max_objects=3, object_size=(0.06, 0.1))
+    assert _extents(large).min() >= 0.2 / np.sqrt(2) and _extents(large).max() <= 2 * 0.3 + 0.01
+    assert _extents(small).max() <= 2 * 0.1 + 0.01
+    coco = json.loads(large['train_ann_file'].read_text())
+    assert np.bincount([ann['image_id'] for ann in coco['annotations']]).max() <= 3
+
+
+@pytest.mark.parametrize('object_size', [(0.0, 0.2), (0.3, 0.2), (0.1, 0.5)])
+def test_impossible_object_sizes_are_refused(tmp_path, object_size):
+    with pytest.raises(ValueError, match='object_size'):
+        generate_coco(tmp_path, num_train=1, num_val=0, object_size=object_size)
+    assert not (tmp_path / 'train').exists()

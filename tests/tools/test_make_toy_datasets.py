@@ -33,6 +33,17 @@ def test_make_toy_coco(tmp_path, monkeypatch, capsys):
     _run_tool(monkeypatch, 'make_toy_coco.py', *args, '--overwrite')
 
 
+def test_make_toy_coco_object_options(tmp_path, monkeypatch):
+    out = tmp_path / 'toy_coco'
+    _run_tool(monkeypatch, 'make_toy_coco.py', '--out', str(out), '--num-train', '4', '--num-val',
+              '0', '--min-side', '100', '--max-side', '100', '--max-objects', '1',
+              '--object-size', '0.3', '0.35')
+    coco = COCO(str(out / 'annotations' / 'instances_train.json'))
+    assert len(coco.anns) == 4
+    # a shape of radius >= 30 px spans at least 30 * sqrt(2) px along its box diagonal
+    assert all(ann['bbox'][2]**2 + ann['bbox'][3]**2 >= (2 * 30 / 2**0.5)**2 for ann in coco.anns.values())
+
+
 def test_make_toy_ade(tmp_path, monkeypatch, capsys):
     out = tmp_path / 'toy_ade'
     _run_tool(monkeypatch, 'make_toy_ade.py', '--out', str(out), '--num-train', '2', '--num-val',

@@ -3,4 +3,10 @@ from mmfastervit.datasets import generate_coco
 from mmfastervit.datasets.cli import generator_main
 
 if __name__ == '__main__':
-    generator_main(generate_coco, __doc__, default_out='data/toy_coco')
+    generator_main(
+        generate_coco, __doc__, default_out='data/toy_coco',
+        extra_options=[
+            ('--max-objects', dict(type=int, default=6, help='most shapes per image')),
+            ('--object-size', dict(type=float, nargs=2, default=(0.06, 0.2), metavar=('MIN', 'MAX'),
+                                   help="shape radius range, as a fraction of the image's short side")),
+        ])
