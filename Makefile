@@ -17,7 +17,7 @@ demo-seg: setup
 
 ## The test suite CI runs: everything, the bounded end-to-end tests included.
 test: setup
-	@$(PY) -m pytest -q
+	@$(PY) -m pytest -q --durations=15
 
 ## Only the fast tests (no end-to-end training runs).
 test-fast: setup
