@@ -7,7 +7,7 @@ Official files are timm training dicts (``epoch``, ``arch``, ``args`` (an ``argp
 relative-position tables for one input size) that this implementation recomputes: those are dropped.
 """
 import re
-from typing import Dict, Iterable, List, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
@@ -76,23 +76,26 @@ def is_official(state: StateDict) -> bool:
     return any(k.startswith(OFFICIAL_PREFIXES) for k in state)
 
 
+def first_rename(key: str, rules) -> Optional[str]:
+    """``key`` rewritten by the first ``(pattern, replacement)`` of ``rules`` that matches it, or
+    None when none does."""
+    for pattern, repl in rules:
+        new_key, hits = re.subn(pattern, repl, key)
+        if hits:
+            return new_key
+    return None
+
+
 def official_key_to_ours(key: str) -> str:
     """Our name of an official parameter/buffer (classifier keys are returned unchanged)."""
     block = _BLOCK_KEY.match(key)
     if block:
         stage, index, rest = block.groups()
-        for pattern, repl in _BLOCK_RENAMES:
-            rest, hits = re.subn(pattern, repl, rest)
-            if hits:
-                break
+        rest = first_rename(rest, _BLOCK_RENAMES) or rest
         for pattern, repl in _MLP_RENAMES:
             rest = re.sub(pattern, repl, rest)
         return f'stages.{stage}.blocks.{index}.{rest}'
-    for pattern, repl in _OFFICIAL_TO_OURS:
-        new_key, hits = re.subn(pattern, repl, key)
-        if hits:
-            return new_key
-    return key
+    return first_rename(key, _OFFICIAL_TO_OURS) or key
 
 
 def convert_official_state_dict(state: StateDict) -> Tuple[StateDict, StateDict]:

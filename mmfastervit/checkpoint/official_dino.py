@@ -33,7 +33,8 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from .official import (CheckpointMismatchError, StateDict, check_state_dict,
-                       convert_official_state_dict, extract_state_dict, summarise_keys)
+                       convert_official_state_dict, extract_state_dict, first_rename,
+                       summarise_keys)
 
 # The 80 COCO category ids, in the order of MMDetection's COCO classes.
 COCO_CATEGORY_IDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
@@ -123,11 +124,8 @@ def _rename(key: str, tensor: torch.Tensor, num_decoder_layers: int,
     if key == _LABEL_BOOK:
         return ('dn_query_generator.label_embedding.weight',
                 _coco_rows(key, tensor, OFFICIAL_LABEL_BOOK))
-    for pattern, repl in _RENAMES:
-        new_key, hits = re.subn(pattern, repl, key)
-        if hits:
-            return new_key, tensor
-    return None
+    new_key = first_rename(key, _RENAMES)
+    return None if new_key is None else (new_key, tensor)
 
 
 def convert_official_dino_state_dict(state: StateDict) -> StateDict:
