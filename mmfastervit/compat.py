@@ -8,6 +8,7 @@ refused here with a message naming the torch it needs, never by a crash inside `
 import codecs
 import collections
 import contextlib
+import inspect
 from typing import IO, Any, Callable, Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
@@ -46,6 +47,16 @@ def autocast_dtype(device_type: str) -> Optional[torch.dtype]:
     if device_type == 'cuda':
         return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
     return None
+
+
+def has_fused_optimizer(optimizer: type, device_type: str) -> bool:
+    """Whether ``optimizer(..., fused=True)`` (a ``torch.optim`` class) runs on ``device_type``:
+    where the class takes ``fused`` at all, on CUDA, and on the CPU from torch 2.4."""
+    if 'fused' not in inspect.signature(optimizer.__init__).parameters:
+        return False
+    if device_type == 'cpu':
+        return TORCH_VERSION >= (2, 4)
+    return device_type == 'cuda'
 
 
 def cpu_capability() -> str:
