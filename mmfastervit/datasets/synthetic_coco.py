@@ -1,4 +1,5 @@
-"""A small, deterministic COCO-format instance segmentation dataset: shapes on textured backgrounds.
+"""A small, deterministic COCO-format instance segmentation dataset: shapes on textured or plain
+backgrounds.
 
 Every image holds 1 to ``max_objects`` non-overlapping shapes, so each polygon is exactly the
 visible region of its object. Polygons are in COCO's continuous pixel coordinates (pixel ``(i, j)``
@@ -20,6 +21,7 @@ from ._synthetic import (ImageSize, add_pixel_noise, blend, linear_gradient, par
 SHAPE_CLASSES = ('circle', 'triangle', 'rectangle', 'star', 'cross')
 
 SPLITS = ('train', 'val')
+BACKGROUNDS = ('textured', 'plain')
 # Sub-pixel precision of cv2.fillPoly: vertices are passed multiplied by 2**_SUBPIXEL_BITS.
 _SUBPIXEL_BITS = 4
 # Smallest colour distance between a shape and the background under it, so shapes stay visible.
@@ -75,7 +77,14 @@ _SHAPE_BUILDERS: Dict[str, Callable[[np.random.Generator, float], np.ndarray]] =
 }
 
 
-def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+def _plain_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Two random colours mixed by a linear gradient, with a little pixel noise."""
+    weight = linear_gradient(height, width, rng.uniform(0, np.pi))
+    image = blend(random_color(rng), random_color(rng), weight)
+    return add_pixel_noise(rng, image, sigma=rng.uniform(2, 6))
+
+
+def _textured_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """Two random colours mixed by a gradient, stripes, smooth noise or a checkerboard."""
     angle = rng.uniform(0, np.pi)
     kind = rng.integers(4)
@@ -93,6 +102,9 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     image = blend(random_color(rng), random_color(rng), weight)
     illumination = 0.8 + 0.4 * value_noise(rng, height, width, cell=max(height, width) / 2)
     return add_pixel_noise(rng, image * illumination[..., None], sigma=rng.uniform(3, 12))
+
+
+_BACKGROUND_PAINTERS = {'textured': _textured_background, 'plain': _plain_background}
 
 
 def _place_shapes(rng: np.random.Generator, height: int, width: int, max_objects: int,
@@ -163,11 +175,12 @@ def _annotation(polygon: np.ndarray, label: int, image_id: int, ann_id: int, hei
 
 
 def _generate_split(rng: np.random.Generator, image_dir: Path, num_images: int,
-                    size_ranges, max_objects: int, object_size: Tuple[float, float]) -> dict:
+                    size_ranges, max_objects: int, object_size: Tuple[float, float],
+                    background: str) -> dict:
     images, annotations = [], []
     for image_id in range(1, num_images + 1):
         height, width = sample_image_size(rng, size_ranges)
-        image = _background(rng, height, width)
+        image = _BACKGROUND_PAINTERS[background](rng, height, width)
         file_name = f'{image_id:06d}.jpg'
         for label, polygon in _place_shapes(rng, height, width, max_objects, object_size):
             _paint_shape(rng, image, polygon)
@@ -188,6 +201,7 @@ def generate_coco(root: Union[str, Path],
                   image_size: ImageSize = ((192, 320), (192, 320)),
                   max_objects: int = 6,
                   object_size: Tuple[float, float] = (0.06, 0.2),
+                  background: str = 'textured',
                   seed: int = 0,
                   overwrite: bool = False) -> Dict[str, Path]:
     """Write a synthetic COCO-style dataset of :data:`SHAPE_CLASSES` under ``root``.
@@ -205,6 +219,9 @@ def generate_coco(root: Union[str, Path],
         max_objects: Upper bound on the shapes per image (at least one is always placed).
         object_size: ``(min, max)`` radius of a shape's bounding circle as a fraction of the
             image's short side (at least 8 pixels). A shape that finds no free place is left out.
+        background: ``'textured'`` (gradients, stripes, smooth noise or checkerboards, uneven
+            lighting, pixel noise) or ``'plain'`` (a two-colour gradient, little noise: an easier
+            task).
         seed: Random seed.
         overwrite: Replace a dataset previously generated at ``root`` instead of raising.
 
@@ -216,6 +233,8 @@ def generate_coco(root: Union[str, Path],
     if not 0 < object_size[0] <= object_size[1] < 0.5:
         raise ValueError('object_size must be (min, max) radii with 0 < min <= max < 0.5 (fractions '
                          f'of the short side), got {object_size!r}')
+    if background not in BACKGROUNDS:
+        raise ValueError(f'background must be one of {BACKGROUNDS}, got {background!r}')
     size_ranges = parse_image_size(image_size)
     if min(size_ranges[0][0], size_ranges[1][0]) < 32:
         raise ValueError(f'images must be at least 32 pixels per side, got {image_size!r}')
@@ -230,6 +249,6 @@ def generate_coco(root: Union[str, Path],
 
     for split, rng, count in zip(SPLITS, split_rngs(seed, len(SPLITS)), (num_train, num_val)):
         coco = _generate_split(rng, paths[f'{split}_img_dir'], count, size_ranges, max_objects,
-                               object_size)
+                               object_size, background)
         paths[f'{split}_ann_file'].write_text(json.dumps(coco))
     return paths

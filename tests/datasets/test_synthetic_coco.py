@@ -7,6 +7,7 @@ import pytest
 from pycocotools.coco import COCO
 
 from mmfastervit.datasets import SHAPE_CLASSES, generate_coco
+from mmfastervit.datasets.synthetic_coco import BACKGROUNDS
 
 NUM_TRAIN, NUM_VAL = 6, 3
 SMALL_SIZES = ((96, 160), (96, 160))
@@ -168,4 +169,35 @@ def test_object_size_and_count_bound_the_shapes(tmp_path):
 def test_impossible_object_sizes_are_refused(tmp_path, object_size):
     with pytest.raises(ValueError, match='object_size'):
         generate_coco(tmp_path, num_train=1, num_val=0, object_size=object_size)
+    assert not (tmp_path / 'train').exists()
+
+
+def _background_roughness(paths) -> float:
+    """Mean absolute difference of horizontally adjacent background pixels (shapes masked out)."""
+    coco = COCO(str(paths['train_ann_file']))
+    differences = []
+    for image_id, image in coco.imgs.items():
+        pixels = cv2.imread(str(paths['train_img_dir'] / image['file_name'])).astype(np.float32)
+        shapes = np.zeros(pixels.shape[:2], dtype=np.uint8)
+        for ann in coco.loadAnns(coco.getAnnIds(imgIds=image_id)):
+            shapes |= coco.annToMask(ann)
+        background = cv2.dilate(shapes, np.ones((5, 5), np.uint8)) == 0
+        pair = background[:, 1:] & background[:, :-1]
+        differences.append(np.abs(np.diff(pixels, axis=1))[pair].mean())
+    return float(np.mean(differences))
+
+
+def test_plain_backgrounds_are_smoother_than_textured_ones(tmp_path):
+    roughness = {
+        background: _background_roughness(
+            generate_coco(tmp_path / background, num_train=12, num_val=0, image_size=96,
+                          max_objects=1, background=background))
+        for background in BACKGROUNDS
+    }
+    assert roughness['plain'] < 0.5 * roughness['textured']
+
+
+def test_unknown_background_is_refused(tmp_path):
+    with pytest.raises(ValueError, match='background'):
+        generate_coco(tmp_path, num_train=1, num_val=0, background='noisy')
     assert not (tmp_path / 'train').exists()

@@ -37,7 +37,7 @@ def test_make_toy_coco_object_options(tmp_path, monkeypatch):
     out = tmp_path / 'toy_coco'
     _run_tool(monkeypatch, 'make_toy_coco.py', '--out', str(out), '--num-train', '4', '--num-val',
               '0', '--min-side', '100', '--max-side', '100', '--max-objects', '1',
-              '--object-size', '0.3', '0.35')
+              '--object-size', '0.3', '0.35', '--background', 'plain')
     coco = COCO(str(out / 'annotations' / 'instances_train.json'))
     assert len(coco.anns) == 4
     # a shape of radius >= 30 px spans at least 30 * sqrt(2) px along its box diagonal
