@@ -184,7 +184,7 @@ def test_toy_config():
     for toy_head, coco_head in zip(cfg.model.roi_head.bbox_head, coco.model.roi_head.bbox_head):
         assert {**toy_head, 'num_classes': 80} == coco_head
     assert cfg.model.backbone.init_cfg is None
-    assert cfg.optim_wrapper.optimizer.type == 'AdamW'
+    assert cfg.optim_wrapper.optimizer.type == 'FusedSGD'
     assert cfg.optim_wrapper.type == 'OptimWrapper'
     for loader in (cfg.train_dataloader, cfg.val_dataloader):
         scales = list(resize_scales(loader.dataset.pipeline))

@@ -1,55 +1,53 @@
-# The FasterViT-0 Cascade Mask R-CNN recipe shrunk to train on a CPU in minutes, on the generated
-# toy shapes dataset (python tools/dataset/make_toy_coco.py --out data/toy_coco): same model (bar
-# the backbone output norms, see below), augmentation and optimizer, at 0.24x the COCO image scale,
-# from random initialisation, with fewer proposals and sampled RoIs, batch 2 and a short schedule.
+# The FasterViT-0 Cascade Mask R-CNN recipe shrunk to train on a CPU in minutes, from random
+# initialisation, on the generated toy shapes dataset of scripts/demo_det.sh (python
+# tools/dataset/make_toy_coco.py --out data/toy_coco --background plain ...). The model is the COCO
+# one (4conv1fc GIoU box heads, mask heads, FPN, RPN) bar the backbone's output norms; what
+# departs from the COCO recipe, and why, is noted where it is set. At 128 px more than half of the
+# forward pass goes to the twelve 256-channel convolutions of the box heads and the twelve of the
+# mask heads, run over every sampled RoI (the backbone takes a quarter), so the recipe samples few
+# RoIs rather than shrinking the images further.
 _base_ = '../cascade-mask-rcnn_fastervit-0_fpn_4conv1fc-giou_ms-crop-3x_coco.py'
 
 data_root = 'data/toy_coco/'
 metainfo = dict(classes=('circle', 'triangle', 'rectangle', 'star', 'cross'))
 num_classes = len(metainfo['classes'])
+image_scale = (128, 128)
 
 model = dict(
-    # From scratch, BatchNorm on the backbone outputs learns several times faster than the channel
-    # LayerNorm the COCO configs keep for the ImageNet weights.
-    backbone=dict(init_cfg=None, norm_cfg=dict(type='BN', requires_grad=True)),
+    backbone=dict(
+        # From scratch, BatchNorm on the backbone outputs learns several times faster than the
+        # channel LayerNorm the COCO configs keep for the ImageNet weights.
+        norm_cfg=dict(type='BN', requires_grad=True),
+        # Stochastic depth regularises a 36-epoch schedule; a few hundred iterations need none.
+        drop_path_rate=0.0,
+        init_cfg=None),
     roi_head=dict(
         bbox_head=[dict(head, num_classes=num_classes) for head in _base_.model.roi_head.bbox_head],
         mask_head=dict(num_classes=num_classes)),
     train_cfg=dict(
-        rpn_proposal=dict(nms_pre=500, max_per_img=250),
+        # At most 4 shapes an image: 100 proposals cover them (COCO: 2000).
+        rpn_proposal=dict(nms_pre=200, max_per_img=100),
+        # 16 RoIs an image and stage instead of 512: the heads' cost is per RoI.
         rcnn=[
-            dict(stage, sampler=dict(stage.sampler, num=32))
+            dict(stage, sampler=dict(stage.sampler, num=16))
             for stage in _base_.model.train_cfg.rcnn
         ]),
-    test_cfg=dict(rpn=dict(nms_pre=250, max_per_img=100), rcnn=dict(max_per_img=20)))
+    test_cfg=dict(rpn=dict(nms_pre=200, max_per_img=100), rcnn=dict(max_per_img=20)))
 
-# COCO's short sides 480-800 (long side at most 1333) and random-crop branch, times 0.24: images
-# of at most 320 px.
-train_scales = [(short, 320) for short in range(112, 193, 16)]
+# One scale and flips only: COCO's multi-scale and crop augmentation fights overfitting over 36
+# epochs, while a few hundred iterations do not get near it. The generated images have sides of
+# 128 to 192 px; at most 128 px keeps the shapes (10 to 25 % of the short side in radius) within
+# the sizes of the RPN's anchors.
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='RandomFlip', prob=0.5),
-    dict(
-        type='RandomChoice',
-        transforms=[[dict(type='RandomChoiceResize', scales=train_scales, keep_ratio=True)],
-                    [
-                        dict(
-                            type='RandomChoiceResize',
-                            scales=[(96, 320), (120, 320), (144, 320)],
-                            keep_ratio=True),
-                        dict(
-                            type='RandomCrop',
-                            crop_type='absolute_range',
-                            crop_size=(92, 144),
-                            allow_negative_crop=True),
-                        dict(type='RandomChoiceResize', scales=train_scales, keep_ratio=True)
-                    ]]),
+    dict(type='Resize', scale=image_scale, keep_ratio=True),
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(320, 192), keep_ratio=True),
+    dict(type='Resize', scale=image_scale, keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(
         type='PackDetInputs',
@@ -79,20 +77,29 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
-max_iters = 500
+# SGD with momentum instead of AdamW: from scratch on this data it reached box mAP 0.08 after 100
+# iterations where AdamW (lr 1e-4 to 1e-3) stayed at 0.02, and 0.12 against 0.09 after 300.
+# Fused where torch can (torch >= 2.4 on a CPU): the per-parameter loop took about 0.35 s a step.
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='FusedSGD', lr=0.01, momentum=0.9, weight_decay=1e-4),
+    clip_grad=dict(max_norm=35, norm_type=2),
+    paramwise_cfg=dict(norm_decay_mult=0.))
+
+max_iters = 300
 train_cfg = dict(
     _delete_=True, type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=50),
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=20),
     dict(
         type='MultiStepLR',
         by_epoch=False,
         begin=0,
         end=max_iters,
-        milestones=[int(max_iters * 0.75), int(max_iters * 0.92)],
+        milestones=[int(max_iters * 0.85)],
         gamma=0.1)
 ]
-optim_wrapper = dict(optimizer=dict(lr=1e-3))
 
 default_hooks = dict(
     logger=dict(interval=10),
