@@ -21,7 +21,6 @@ from ._synthetic import (ImageSize, add_pixel_noise, blend, linear_gradient, par
 SHAPE_CLASSES = ('circle', 'triangle', 'rectangle', 'star', 'cross')
 
 SPLITS = ('train', 'val')
-BACKGROUNDS = ('textured', 'plain')
 # Sub-pixel precision of cv2.fillPoly: vertices are passed multiplied by 2**_SUBPIXEL_BITS.
 _SUBPIXEL_BITS = 4
 # Smallest colour distance between a shape and the background under it, so shapes stay visible.
@@ -105,6 +104,7 @@ def _textured_background(rng: np.random.Generator, height: int, width: int) -> n
 
 
 _BACKGROUND_PAINTERS = {'textured': _textured_background, 'plain': _plain_background}
+BACKGROUNDS = tuple(_BACKGROUND_PAINTERS)
 
 
 def _place_shapes(rng: np.random.Generator, height: int, width: int, max_objects: int,
