@@ -25,7 +25,10 @@ train_and_test() {
     while [ "$1" != -- ]; do options+=("$1"); shift; done
     shift
     if [ -n "${MAX_ITERS:-}" ]; then
-        options+=("train_cfg.max_iters=$MAX_ITERS" "default_hooks.checkpoint.interval=$MAX_ITERS")
+        # The loss is logged every ceil(MAX_ITERS / 30) iterations, so that a run of any length has
+        # a loss curve to draw (the configs log every 10, which a run of fewer never reaches).
+        options+=("train_cfg.max_iters=$MAX_ITERS" "default_hooks.checkpoint.interval=$MAX_ITERS"
+                  "default_hooks.logger.interval=$(((MAX_ITERS + 29) / 30))")
     fi
     local started=$SECONDS
     # No validation while training: the final checkpoint is evaluated right after, once.
