@@ -33,7 +33,7 @@ if [ -f "$data_dir/annotations/instances_val.json" ]; then
     log "using the toy COCO dataset in $data_dir"
 else
     log "generating a toy COCO dataset in $data_dir"
-    "$python" tools/dataset/make_toy_coco.py --out "$data_dir" --num-train 128 --num-val 16 \
+    "$python" tools/dataset/make_toy_coco.py --out "$data_dir" --num-train 128 --num-val 64 \
         --min-side 128 --max-side 192 --max-objects 4 --object-size 0.1 0.25 --background plain
 fi
 

@@ -104,15 +104,24 @@ class LayerNorm2d(nn.LayerNorm):
 MODELS.register_module('LN2d', module=LayerNorm2d, force=True)
 
 
+def conv_stage_norm(norm_cfg: Optional[dict], channels: int, eps: float) -> nn.Module:
+    """The norm after a convolution of the stem or a conv block: the official network's BatchNorm
+    (with its ``eps``) unless ``norm_cfg`` names another."""
+    if norm_cfg is None:
+        return nn.BatchNorm2d(channels, eps=eps)
+    return build_norm_layer(norm_cfg, channels)[1]
+
+
 class ConvStem(nn.Module):
     """Two stride-2 3x3 convolutions with BN and ReLU: image -> stride-4 features."""
 
-    def __init__(self, in_channels: int, hidden_dim: int, dim: int):
+    def __init__(self, in_channels: int, hidden_dim: int, dim: int,
+                 norm_cfg: Optional[dict] = None):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, hidden_dim, 3, 2, 1, bias=False)
-        self.norm1 = nn.BatchNorm2d(hidden_dim, eps=1e-4)
+        self.norm1 = conv_stage_norm(norm_cfg, hidden_dim, eps=1e-4)
         self.conv2 = nn.Conv2d(hidden_dim, dim, 3, 2, 1, bias=False)
-        self.norm2 = nn.BatchNorm2d(dim, eps=1e-4)
+        self.norm2 = conv_stage_norm(norm_cfg, dim, eps=1e-4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(conv_norm(self.conv1, self.norm1, x))
@@ -122,12 +131,13 @@ class ConvStem(nn.Module):
 class ConvBlock(nn.Module):
     """x + DropPath(gamma * BN(conv3x3(GELU(BN(conv3x3(x))))))."""
 
-    def __init__(self, dim: int, drop_path: float = 0.0, layer_scale: Optional[float] = None):
+    def __init__(self, dim: int, drop_path: float = 0.0, layer_scale: Optional[float] = None,
+                 norm_cfg: Optional[dict] = None):
         super().__init__()
         self.conv1 = nn.Conv2d(dim, dim, 3, 1, 1)
-        self.norm1 = nn.BatchNorm2d(dim, eps=1e-5)
+        self.norm1 = conv_stage_norm(norm_cfg, dim, eps=1e-5)
         self.conv2 = nn.Conv2d(dim, dim, 3, 1, 1)
-        self.norm2 = nn.BatchNorm2d(dim, eps=1e-5)
+        self.norm2 = conv_stage_norm(norm_cfg, dim, eps=1e-5)
         self.gamma = layer_scale_param(dim, layer_scale)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
@@ -482,9 +492,9 @@ class ConvStage(Stage):
     ``pad_to`` and cropped back (the official DINO backbone pads every stage to whole windows)."""
 
     def __init__(self, dim: int, depth: int, drop_paths: Sequence[float], downsample: bool,
-                 with_cp: bool = False, pad_to: int = 0):
-        super().__init__((ConvBlock(dim, dp) for dp in drop_paths[:depth]), dim, downsample,
-                         with_cp)
+                 with_cp: bool = False, pad_to: int = 0, norm_cfg: Optional[dict] = None):
+        super().__init__((ConvBlock(dim, dp, norm_cfg=norm_cfg) for dp in drop_paths[:depth]),
+                         dim, downsample, with_cp)
         self.pad_to = pad_to
 
     def forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
@@ -552,6 +562,11 @@ class FasterViT(BaseModule):
             this value. Default: the variant's.
         norm_cfg (dict): Norm of the returned features. Default: channel LayerNorm, independent of
             the batch (detection trains with 1-2 images per GPU).
+        conv_norm_cfg (dict, optional): Norm of the conv stem and conv blocks. Default: None, the
+            official network's BatchNorm, which official checkpoints need. Trained from scratch with
+            one or two images a step, BatchNorm normalises each image by its own statistics and is
+            then tested with running averages of them, a different network; a norm independent of
+            the batch (e.g. ``dict(type='GN', num_groups=32)``) trains and tests alike.
         check_finite (bool): Validate that inputs hold no NaN/inf values (a debugging aid that
             costs a pass over the input). Default: False.
         window_coord_norm (str): How the window tokens' coordinates are normalised for their
@@ -574,6 +589,7 @@ class FasterViT(BaseModule):
                  with_cp: bool = False,
                  drop_path_rate: Optional[float] = None,
                  norm_cfg: dict = dict(type='LN2d', eps=1e-6),
+                 conv_norm_cfg: Optional[dict] = None,
                  check_finite: bool = False,
                  window_coord_norm: str = 'side',
                  pad_conv_stages: bool = False,
@@ -601,7 +617,7 @@ class FasterViT(BaseModule):
             drop_path_rate = settings['drop_path_rate']
         num_blocks = sum(depths)
         drop_paths = [drop_path_rate * i / max(num_blocks - 1, 1) for i in range(num_blocks)]
-        self.stem = ConvStem(in_channels, settings['in_dim'], dim)
+        self.stem = ConvStem(in_channels, settings['in_dim'], dim, conv_norm_cfg)
         self.stages = nn.ModuleList()
         self.out_channels = []
         for i, depth in enumerate(depths):
@@ -610,7 +626,8 @@ class FasterViT(BaseModule):
             downsample = i < NUM_STAGES - 1
             if i < CONV_STAGES:
                 pad_to = settings['window_size'][i] if pad_conv_stages else 0
-                stage = ConvStage(stage_dim, depth, stage_drop_paths, downsample, with_cp, pad_to)
+                stage = ConvStage(stage_dim, depth, stage_drop_paths, downsample, with_cp, pad_to,
+                                  conv_norm_cfg)
             else:
                 stage = TransformerStage(
                     stage_dim, depth, settings['num_heads'][i], settings['window_size'][i],

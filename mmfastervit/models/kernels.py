@@ -97,15 +97,16 @@ def fold_batch_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d,
     return conv.weight * factor.view(-1, 1, 1, 1), bias
 
 
-def conv_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d, x: torch.Tensor,
+def conv_norm(conv: nn.Conv2d, norm: nn.Module, x: torch.Tensor,
               scale: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``norm(conv(x)) * scale`` (``scale``: per channel, optional).
 
-    When the norm normalises with its running statistics (eval mode), it is folded into the
-    convolution's weights at this call: work of the order of the weights, which saves a pass over
-    the feature map, and is differentiable, so frozen or ``norm_eval`` norms train through it.
+    When the norm is a BatchNorm normalising with its running statistics (eval mode), it is folded
+    into the convolution's weights at this call: work of the order of the weights, which saves a
+    pass over the feature map, and is differentiable, so frozen or ``norm_eval`` norms train
+    through it.
     """
-    if norm.training or norm.running_var is None:
+    if norm.training or getattr(norm, 'running_var', None) is None:
         x = norm(conv(x))
         return x if scale is None else x * scale.view(1, -1, 1, 1)
     weight, bias = fold_batch_norm(conv, norm, scale)

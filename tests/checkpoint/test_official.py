@@ -48,6 +48,21 @@ def test_wrong_variant_checkpoint_raises_listing_shapes(tmp_path):
         assert torch.equal(value, before[key]), key
 
 
+def test_official_checkpoint_refused_by_a_backbone_with_other_conv_norms(tmp_path):
+    """Official weights hold BatchNorm running statistics, which a GroupNorm conv stage has no
+    place for: loading names them and changes nothing."""
+    case = reference.load_case('hat')
+    path = reference.save_official_checkpoint(case, str(tmp_path / 'official.pth.tar'))
+    model = FasterViT(arch=reference.arch_of(case), conv_norm_cfg=dict(type='GN', num_groups=4),
+                      init_cfg=dict(type='Pretrained', checkpoint=path))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointMismatchError,
+                       match=r'unexpected weights: .*stem\.norm1\.running_'):
+        model.init_weights()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
 def test_checkpoint_of_other_depth_lists_missing_and_unexpected(tmp_path):
     case = reference.load_case('hat')
     path = reference.save_official_checkpoint(case, str(tmp_path / 'official.pth.tar'))

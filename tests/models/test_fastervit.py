@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn as nn
 from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -180,6 +181,26 @@ def test_norm_eval_keeps_batchnorm_in_eval():
     bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
     assert bns and all(not m.training for m in bns)
     assert model.stages[2].blocks[0].norm1.training  # layer norms are unaffected
+
+
+@pytest.mark.parametrize('conv_norm_cfg, batch_independent', [
+    (None, False), (dict(type='GN', num_groups=4), True), (dict(type='IN', affine=True), True)])
+def test_conv_norm_cfg_sets_the_conv_stages_norm(conv_norm_cfg, batch_independent):
+    """The stem and conv blocks use BatchNorm unless told otherwise; a norm independent of the
+    batch makes a training-mode forward pass of one image equal the eval-mode one, which
+    BatchNorm's (per-image statistics against running averages) does not."""
+    torch.manual_seed(0)
+    model = FasterViT(arch=TINY_ARCH, drop_path_rate=0.0, conv_norm_cfg=conv_norm_cfg)
+    norms = [model.stem.norm1, model.stem.norm2, model.stages[0].blocks[0].norm1,
+             model.stages[1].blocks[0].norm2]
+    expected = nn.BatchNorm2d if conv_norm_cfg is None else MODELS.get(conv_norm_cfg['type'])
+    assert all(type(norm) is expected for norm in norms)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        trained = model.train()(x)
+        tested = model.eval()(x)
+    same = all(torch.allclose(a, b, atol=1e-5) for a, b in zip(trained, tested))
+    assert same == batch_independent
 
 
 def test_with_cp_gives_same_outputs_and_gradients():
