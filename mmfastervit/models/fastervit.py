@@ -113,7 +113,8 @@ def conv_stage_norm(norm_cfg: Optional[dict], channels: int, eps: float) -> nn.M
 
 
 class ConvStem(nn.Module):
-    """Two stride-2 3x3 convolutions with BN and ReLU: image -> stride-4 features."""
+    """Two stride-2 3x3 convolutions, each with a norm (BatchNorm unless ``norm_cfg`` says
+    otherwise) and ReLU: image -> stride-4 features."""
 
     def __init__(self, in_channels: int, hidden_dim: int, dim: int,
                  norm_cfg: Optional[dict] = None):
@@ -129,7 +130,8 @@ class ConvStem(nn.Module):
 
 
 class ConvBlock(nn.Module):
-    """x + DropPath(gamma * BN(conv3x3(GELU(BN(conv3x3(x))))))."""
+    """x + DropPath(gamma * BN(conv3x3(GELU(BN(conv3x3(x)))))), BN unless ``norm_cfg`` names
+    another norm."""
 
     def __init__(self, dim: int, drop_path: float = 0.0, layer_scale: Optional[float] = None,
                  norm_cfg: Optional[dict] = None):
