@@ -19,6 +19,7 @@ import torch
 
 from mmfastervit.analysis.benchmark import (HEADER, PRECISIONS, benchmark, breakdown,
                                             machine_description, parse_size, plot, write_csv)
+from mmfastervit.engine.cpu_limit import match_threads_to_cpu_limit
 
 
 def parse_args():
@@ -46,7 +47,8 @@ def parse_args():
     parser.add_argument('--reference-env', default=os.path.expanduser('~/.cache/fastervit-ref'),
                         help='virtualenv holding the official `fastervit` package')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s)')
+    parser.add_argument('--threads', type=int,
+                        help='torch CPU threads (default: torch\'s, at most the cgroup CPU limit)')
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--out', default='work_dirs/benchmark', help='folder for CSV and plot')
@@ -62,6 +64,8 @@ def main():
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    else:
+        match_threads_to_cpu_limit()
     print(f'device {args.device}: {machine_description(args.device)}')
     if args.breakdown:
         for height, width in map(parse_size, args.sizes):

@@ -51,10 +51,12 @@ def parse_size(text: str) -> Tuple[int, int]:
 
 
 def machine_description(device: str = 'cpu') -> str:
-    """The processor the figures come from: model, threads and the vector instructions that decide
-    which kernels run (AVX2, AVX-512, AVX512_BF16, AMX)."""
+    """The processor the figures come from: model, cores (and the cgroup CPU limit where one is
+    set), threads and the vector instructions that decide which kernels run (AVX2, AVX-512,
+    AVX512_BF16, AMX)."""
     if device.startswith('cuda'):
         return f'{torch.cuda.get_device_name(device)}, torch {torch.__version__}'
+    from mmfastervit.engine.cpu_limit import cgroup_cpu_limit
     from mmfastervit.models.kernels import cpu_flags
     model = platform.processor() or platform.machine()
     try:
@@ -71,7 +73,9 @@ def machine_description(device: str = 'cpu') -> str:
     isa = [name for name, flag in (('AVX2', 'avx2'), ('AVX-512', 'avx512f'),
                                    ('AVX512_BF16', 'avx512_bf16'), ('AMX', 'amx_tile'))
            if flag in flags]
-    return (f'{model}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, '
+    limit = cgroup_cpu_limit()
+    cores = f'{os.cpu_count()} cores' + (f' (cgroup limit: {limit:g})' if limit else '')
+    return (f'{model}, {cores}, {torch.get_num_threads()} threads, '
             f'{" ".join(isa) or "no AVX2"}; torch {torch.__version__}')
 
 
