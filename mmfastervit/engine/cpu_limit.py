@@ -84,12 +84,11 @@ def cgroup_cpu_limit(proc_cgroup: str = '/proc/self/cgroup',
 
 
 def match_threads_to_cpu_limit(**cgroup_paths) -> Optional[int]:
-    """Lower torch's intra-op thread count to the cgroup CPU limit, rounded up (as Go and the JVM
-    round it), when the limit is below the count and no ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` is
+    """Lower torch's intra-op thread count to the cgroup CPU limit, rounded up (as the JVM rounds
+    it), when the limit is below the count and no ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` is
     set. Returns the new count, or ``None`` when nothing changed. ``cgroup_paths`` are passed to
     :func:`cgroup_cpu_limit`."""
-    chosen = [name for name in THREAD_ENV_VARS if os.environ.get(name)]
-    if chosen:
+    if any(os.environ.get(name) for name in THREAD_ENV_VARS):
         return None
     limit = cgroup_cpu_limit(**cgroup_paths)
     if limit is None:
