@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from mmfastervit.engine.cpu_limit import cgroup_cpu_limit, match_threads_to_cpu_limit
+from mmfastervit.engine.cpu_limit import (THREAD_ENV_VARS, cgroup_cpu_limit,
+                                          match_threads_to_cpu_limit)
 
 
 def fake_cgroups(tmp_path, membership, files):
@@ -59,7 +60,7 @@ def test_unreadable_or_malformed_cgroups_mean_no_limit(tmp_path):
 
 @pytest.fixture
 def four_threads(monkeypatch):
-    for name in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
+    for name in THREAD_ENV_VARS:
         monkeypatch.delenv(name, raising=False)
     before = torch.get_num_threads()
     torch.set_num_threads(4)
