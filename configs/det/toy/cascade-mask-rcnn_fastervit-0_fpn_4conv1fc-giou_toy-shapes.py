@@ -113,11 +113,11 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=35, norm_type=2),
     paramwise_cfg=dict(norm_decay_mult=0.))
 
-# 720 iterations, about 12 minutes on 2 cores (COCO: 36 epochs): box mAP 0.55 in one run, against
-# 0.52 after 800 and 0.37 after 640. The box mAP jumps when the learning rate drops (one run with
-# COCO's anchors: 0.23 at 400 iterations, 0.59 at 800), and with BatchNorm a cosine decay from
-# the end of the warm-up did worse than the step (0.20 against 0.29). The warm-up covers 40
-# images, as it did at two images a step.
+# 720 iterations, about 12 minutes on 2 cores (COCO: 36 epochs): box mAP 0.55, 0.54 and 0.48 in
+# three runs, against 0.52 after 800, 0.37 after 640 and 0.21 after 400 (one run each). The box
+# mAP jumps when the learning rate drops (one run with COCO's anchors: 0.23 at 400 iterations,
+# 0.59 at 800), and with BatchNorm a cosine decay from the end of the warm-up did worse than the
+# step (0.20 against 0.29). The warm-up covers 40 images, as it did at two images a step.
 max_iters = 720
 train_cfg = dict(
     _delete_=True, type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
