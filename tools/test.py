@@ -5,7 +5,6 @@
 import argparse
 
 import mmfastervit  # noqa: F401  (registers the backbone)
-from mmfastervit.engine.cpu_limit import match_threads_to_cpu_limit
 from mmfastervit.engine.runner_utils import (add_common_args, add_dump_metric, build_runner,
                                              close_process_group, enable_tta,
                                              enable_visualization, load_config)
@@ -33,7 +32,6 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    match_threads_to_cpu_limit()
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:

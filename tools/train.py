@@ -7,7 +7,6 @@ import argparse
 import torch
 
 import mmfastervit  # noqa: F401  (registers the backbone and the optimizer constructors)
-from mmfastervit.engine.cpu_limit import match_threads_to_cpu_limit
 from mmfastervit.engine.runner_utils import (add_common_args, build_runner, close_process_group,
                                              load_config, remove_interrupted_saves)
 
@@ -35,7 +34,6 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    match_threads_to_cpu_limit()
     cfg = load_config(args)
 
     if args.amp:

@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint.atomic_save import remove_stale_temporaries
 from .config_checks import ConfigCheckError, check_config
+from .cpu_limit import match_threads_to_cpu_limit
 
 # ImageNet classification configs use MMEngine's scope: their modules are in the root registries.
 TASK_SCOPES = ('mmdet', 'mmseg', 'mmengine')
@@ -170,8 +171,10 @@ def build_runner(cfg: Config, check_splits: Sequence[str] = ()) -> Runner:
     The config is checked first (:func:`check_config_once`): neck/head channels against the
     backbone variant, and the data files of ``check_splits`` (e.g. ``('train', 'val')``), so that
     a wrong setting fails in seconds with a message naming it. A distributed run creates its
-    process group before, so that the check runs on one process.
+    process group before, so that the check runs on one process. Torch's CPU threads are first
+    kept within the process's cgroup CPU limit (:func:`match_threads_to_cpu_limit`).
     """
+    match_threads_to_cpu_limit()
     init_process_group(cfg)
     check_config_once(cfg, check_splits)
     if 'runner_type' in cfg:
