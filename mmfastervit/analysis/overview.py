@@ -112,9 +112,35 @@ def loss_curve(iterations: np.ndarray, losses: np.ndarray, width: int = 640,
     return _render(figure)
 
 
-def title_band(text: str, width: int, height: int = 36) -> np.ndarray:
-    figure = _figure(width, height)
-    figure.text(0.5, 0.5, text, ha='center', va='center', fontsize=12)
+TITLE_FONT_SIZE = 12  # points
+
+
+def _text_width(text: str) -> float:
+    """Width in pixels of ``text`` drawn at the title's font size."""
+    from matplotlib.textpath import TextPath
+    return TextPath((0, 0), text, size=TITLE_FONT_SIZE).get_extents().width * DPI / 72
+
+
+def _wrap(text: str, width: float) -> List[str]:
+    """``text`` broken between words into lines no wider than ``width`` pixels where it can be
+    (a single word wider than that keeps a line of its own)."""
+    lines: List[str] = []
+    for word in text.split():
+        if lines and _text_width(f'{lines[-1]} {word}') <= width:
+            lines[-1] = f'{lines[-1]} {word}'
+        else:
+            lines.append(word)
+    return lines or ['']
+
+
+def title_band(text: str, width: int) -> np.ndarray:
+    """``text`` centred on a band as wide as the picture, on as many lines as it needs, so that a
+    long title over a narrow grid is not cut off at its sides."""
+    lines = _wrap(text, width - 2 * GAP)
+    line_height = 1.4 * TITLE_FONT_SIZE * DPI / 72
+    figure = _figure(width, round(len(lines) * line_height + 12))
+    figure.text(0.5, 0.5, '\n'.join(lines), ha='center', va='center', fontsize=TITLE_FONT_SIZE,
+                linespacing=1.4)
     return _render(figure)
 
 

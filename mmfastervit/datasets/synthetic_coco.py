@@ -37,37 +37,48 @@ def _regular_polygon(num_vertices: int, radius: float, rotation: float) -> np.nd
     return radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
 
 
-def _circle(rng: np.random.Generator, radius: float) -> np.ndarray:
+def _angle(rng: np.random.Generator, period: float, upright: bool,
+           upright_angle: float = 0.0) -> float:
+    """``upright_angle`` for an upright shape, else a random rotation in ``[0, period)``."""
+    return upright_angle if upright else rng.uniform(0, period)
+
+
+# Upright triangles and stars point up (image y grows downwards); upright rectangles and crosses
+# are axis-aligned.
+_POINTING_UP = -np.pi / 2
+
+
+def _circle(rng: np.random.Generator, radius: float, upright: bool) -> np.ndarray:
     return _regular_polygon(32, radius, 0.0)
 
 
-def _triangle(rng: np.random.Generator, radius: float) -> np.ndarray:
-    return _regular_polygon(3, radius, rng.uniform(0, 2 * np.pi))
+def _triangle(rng: np.random.Generator, radius: float, upright: bool) -> np.ndarray:
+    return _regular_polygon(3, radius, _angle(rng, 2 * np.pi, upright, _POINTING_UP))
 
 
-def _rectangle(rng: np.random.Generator, radius: float) -> np.ndarray:
+def _rectangle(rng: np.random.Generator, radius: float, upright: bool) -> np.ndarray:
     # The half-diagonal is the radius, so the rectangle fits the same circle as the other shapes.
     diagonal_angle = np.arctan(rng.uniform(0.45, 1.0))
     half_w, half_h = radius * np.cos(diagonal_angle), radius * np.sin(diagonal_angle)
     corners = np.array([[half_w, half_h], [-half_w, half_h], [-half_w, -half_h], [half_w, -half_h]])
-    return _rotate(corners, rng.uniform(0, np.pi))
+    return _rotate(corners, _angle(rng, np.pi, upright))
 
 
-def _star(rng: np.random.Generator, radius: float) -> np.ndarray:
-    points = _regular_polygon(10, radius, rng.uniform(0, 2 * np.pi))
+def _star(rng: np.random.Generator, radius: float, upright: bool) -> np.ndarray:
+    points = _regular_polygon(10, radius, _angle(rng, 2 * np.pi, upright, _POINTING_UP))
     points[1::2] *= 0.45
     return points
 
 
-def _cross(rng: np.random.Generator, radius: float) -> np.ndarray:
+def _cross(rng: np.random.Generator, radius: float, upright: bool) -> np.ndarray:
     arm = 0.32 * radius
     reach = np.sqrt(radius**2 - arm**2)
     quarter = np.array([[arm, reach], [arm, arm], [reach, arm]])
     outline = np.concatenate([_rotate(quarter, -k * np.pi / 2) for k in range(4)])
-    return _rotate(outline, rng.uniform(0, np.pi / 2))
+    return _rotate(outline, _angle(rng, np.pi / 2, upright))
 
 
-_SHAPE_BUILDERS: Dict[str, Callable[[np.random.Generator, float], np.ndarray]] = {
+_SHAPE_BUILDERS: Dict[str, Callable[[np.random.Generator, float, bool], np.ndarray]] = {
     'circle': _circle,
     'triangle': _triangle,
     'rectangle': _rectangle,
@@ -108,7 +119,8 @@ BACKGROUNDS = tuple(_BACKGROUND_PAINTERS)
 
 
 def _place_shapes(rng: np.random.Generator, height: int, width: int, max_objects: int,
-                  object_size: Tuple[float, float]) -> List[Tuple[int, np.ndarray]]:
+                  object_size: Tuple[float, float],
+                  upright: bool) -> List[Tuple[int, np.ndarray]]:
     """Sample ``(class index, polygon)`` pairs with disjoint bounding circles inside the image."""
     short_side = min(height, width)
     min_radius = max(8.0, object_size[0] * short_side)
@@ -126,7 +138,7 @@ def _place_shapes(rng: np.random.Generator, height: int, width: int, max_objects
         else:
             continue
         placed_circles.append((cx, cy, radius))
-        outline = _SHAPE_BUILDERS[SHAPE_CLASSES[label]](rng, radius) + (cx, cy)
+        outline = _SHAPE_BUILDERS[SHAPE_CLASSES[label]](rng, radius, upright) + (cx, cy)
         shapes.append((label, np.round(outline, 2)))
     return shapes
 
@@ -176,13 +188,14 @@ def _annotation(polygon: np.ndarray, label: int, image_id: int, ann_id: int, hei
 
 def _generate_split(rng: np.random.Generator, image_dir: Path, num_images: int,
                     size_ranges, max_objects: int, object_size: Tuple[float, float],
-                    background: str) -> dict:
+                    background: str, upright: bool) -> dict:
     images, annotations = [], []
     for image_id in range(1, num_images + 1):
         height, width = sample_image_size(rng, size_ranges)
         image = _BACKGROUND_PAINTERS[background](rng, height, width)
         file_name = f'{image_id:06d}.jpg'
-        for label, polygon in _place_shapes(rng, height, width, max_objects, object_size):
+        for label, polygon in _place_shapes(rng, height, width, max_objects, object_size,
+                                             upright):
             _paint_shape(rng, image, polygon)
             annotations.append(
                 _annotation(polygon, label, image_id, len(annotations) + 1, height, width))
@@ -202,6 +215,7 @@ def generate_coco(root: Union[str, Path],
                   max_objects: int = 6,
                   object_size: Tuple[float, float] = (0.06, 0.2),
                   background: str = 'textured',
+                  upright: bool = False,
                   seed: int = 0,
                   overwrite: bool = False) -> Dict[str, Path]:
     """Write a synthetic COCO-style dataset of :data:`SHAPE_CLASSES` under ``root``.
@@ -222,6 +236,8 @@ def generate_coco(root: Union[str, Path],
         background: ``'textured'`` (gradients, stripes, smooth noise or checkerboards, uneven
             lighting, pixel noise) or ``'plain'`` (a two-colour gradient, little noise: an easier
             task).
+        upright: Draw every shape in one orientation (triangles and stars pointing up,
+            rectangles and crosses axis-aligned) instead of rotated at random: an easier task.
         seed: Random seed.
         overwrite: Replace a dataset previously generated at ``root`` instead of raising.
 
@@ -249,6 +265,6 @@ def generate_coco(root: Union[str, Path],
 
     for split, rng, count in zip(SPLITS, split_rngs(seed, len(SPLITS)), (num_train, num_val)):
         coco = _generate_split(rng, paths[f'{split}_img_dir'], count, size_ranges, max_objects,
-                               object_size, background)
+                               object_size, background, upright)
         paths[f'{split}_ann_file'].write_text(json.dumps(coco))
     return paths

@@ -123,3 +123,13 @@ def test_draw_overview_tool(painted_dir, train_work_dir, tmp_path):
                  '--title', 'mIoU 50.00', '--max-images', '2'))
     assert f'Wrote {out}' in output
     assert cv2.imread(str(out)) is not None
+
+
+def test_long_title_wraps_inside_the_picture():
+    from mmfastervit.analysis.overview import title_band
+    title = ('box mAP 0.5910, mask mAP 0.6080 on the toy validation set (left: ground truth, '
+             'right: prediction)')
+    one_line, wrapped = title_band('box mAP 0.500', 400), title_band(title, 400)
+    assert wrapped.shape[1] == 400 and wrapped.shape[0] > one_line.shape[0]
+    ink = (wrapped < 128).any(axis=(0, 2))
+    assert ink.any() and not ink[:GAP].any() and not ink[-GAP:].any()

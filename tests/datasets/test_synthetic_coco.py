@@ -201,3 +201,36 @@ def test_unknown_background_is_refused(tmp_path):
     with pytest.raises(ValueError, match='background'):
         generate_coco(tmp_path, num_train=1, num_val=0, background='noisy')
     assert not (tmp_path / 'train').exists()
+
+
+def _drawn_upright(label: str, polygon: np.ndarray) -> bool:
+    """Rectangles and crosses with axis-parallel edges; triangles and stars with their topmost
+    vertex above the middle of their box (polygons are rounded to 0.01 px)."""
+    if label in ('rectangle', 'cross'):
+        edges = np.roll(polygon, -1, axis=0) - polygon
+        return bool(np.all(np.abs(edges).min(axis=1) < 0.03))
+    if label in ('triangle', 'star'):
+        top = polygon[np.argmin(polygon[:, 1])]
+        return abs(top[0] - (polygon[:, 0].min() + polygon[:, 0].max()) / 2) < 0.03
+    return True
+
+
+def _upright_fraction(paths) -> dict:
+    coco = json.loads(paths['train_ann_file'].read_text())
+    upright = {}
+    for ann in coco['annotations']:
+        label = SHAPE_CLASSES[ann['category_id'] - 1]
+        polygon = np.array(ann['segmentation'][0]).reshape(-1, 2)
+        upright.setdefault(label, []).append(_drawn_upright(label, polygon))
+    return {label: float(np.mean(flags)) for label, flags in upright.items()}
+
+
+def test_upright_draws_every_shape_in_one_orientation(tmp_path):
+    upright = _upright_fraction(
+        generate_coco(tmp_path / 'upright', num_train=30, num_val=0, image_size=128,
+                      upright=True))
+    rotated = _upright_fraction(
+        generate_coco(tmp_path / 'rotated', num_train=30, num_val=0, image_size=128))
+    assert set(upright) == set(rotated) == set(SHAPE_CLASSES)
+    assert all(fraction == 1.0 for fraction in upright.values())
+    assert all(rotated[label] < 0.2 for label in ('triangle', 'rectangle', 'star', 'cross'))

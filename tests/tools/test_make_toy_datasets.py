@@ -44,6 +44,18 @@ def test_make_toy_coco_object_options(tmp_path, monkeypatch):
     assert all(ann['bbox'][2]**2 + ann['bbox'][3]**2 >= (2 * 30 / 2**0.5)**2 for ann in coco.anns.values())
 
 
+def test_make_toy_coco_upright_is_generate_coco_upright(tmp_path, monkeypatch):
+    from mmfastervit.datasets import generate_coco
+    _run_tool(monkeypatch, 'make_toy_coco.py', '--out', str(tmp_path / 'tool'), '--num-train', '3',
+              '--num-val', '0', '--min-side', '96', '--max-side', '96', '--upright')
+    generate_coco(tmp_path / 'direct', num_train=3, num_val=0, image_size=96, upright=True)
+    rotated = generate_coco(tmp_path / 'rotated', num_train=3, num_val=0, image_size=96)
+    tool_annotations = (tmp_path / 'tool' / 'annotations' / 'instances_train.json').read_bytes()
+    assert tool_annotations == (
+        tmp_path / 'direct' / 'annotations' / 'instances_train.json').read_bytes()
+    assert tool_annotations != rotated['train_ann_file'].read_bytes()
+
+
 def test_make_toy_ade(tmp_path, monkeypatch, capsys):
     out = tmp_path / 'toy_ade'
     _run_tool(monkeypatch, 'make_toy_ade.py', '--out', str(out), '--num-train', '2', '--num-val',

@@ -12,4 +12,6 @@ if __name__ == '__main__':
                                    help="shape radius range, as a fraction of the image's short side")),
             ('--background', dict(choices=BACKGROUNDS, default='textured',
                                   help='textured (harder) or plain (two-colour gradient) backgrounds')),
+            ('--upright', dict(action='store_true',
+                               help='shapes in one orientation instead of rotated at random (easier)')),
         ])

@@ -1,0 +1,109 @@
+import pytest
+import torch
+from mmdet.models.roi_heads import CascadeRoIHead
+from mmdet.registry import MODELS
+from mmdet.testing import demo_mm_inputs
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmengine.structures import InstanceData
+
+from mmfastervit.models.roi_heads import MaskSampledCascadeRoIHead, keep_positives
+from tests.conftest import REPO
+
+TOY_CONFIG = REPO / 'configs/det/toy/cascade-mask-rcnn_fastervit-0_fpn_4conv1fc-giou_toy-shapes.py'
+IMAGE_SIZE = 128
+NUM_SHAPES = (3, 2)
+
+
+def build_head(max_mask_rois):
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(TOY_CONFIG).model
+    head = dict(cfg.roi_head, max_mask_rois=max_mask_rois, train_cfg=cfg.train_cfg.rcnn,
+                test_cfg=cfg.test_cfg.rcnn)
+    return MODELS.build(head)
+
+
+def batch():
+    """FPN-like features of two 128 px images and proposals around their shapes, so that every
+    stage has more positives than it samples."""
+    generator = torch.Generator().manual_seed(0)
+    features = tuple(
+        torch.randn(2, 256, IMAGE_SIZE // stride, IMAGE_SIZE // stride, generator=generator)
+        for stride in (4, 8, 16, 32, 64))
+    samples = demo_mm_inputs(batch_size=2, image_shapes=(3, IMAGE_SIZE, IMAGE_SIZE),
+                             num_items=list(NUM_SHAPES), num_classes=5,
+                             with_mask=True)['data_samples']
+    proposals = []
+    for sample in samples:
+        boxes = sample.gt_instances.bboxes.repeat(20, 1)
+        jitter = torch.randn(boxes.shape, generator=generator)
+        proposals.append(InstanceData(bboxes=boxes + jitter, scores=torch.ones(len(boxes))))
+    return features, proposals, samples
+
+
+def rois_seen(head, features, proposals, samples):
+    """Losses, and how many RoIs each stage's box head and mask head ran on in one training
+    step."""
+    counts = {}
+
+    def counter(name):
+        def hook(module, inputs, output):
+            counts.setdefault(name, []).append(inputs[0].shape[0])
+        return hook
+
+    for stage in range(head.num_stages):
+        head.bbox_head[stage].register_forward_hook(counter('box'))
+        head.mask_head[stage].register_forward_hook(counter('mask'))
+    torch.manual_seed(0)
+    losses = head.loss(features, proposals, samples)
+    return losses, counts
+
+
+def test_mask_heads_train_on_at_most_max_mask_rois_per_image():
+    # A fresh batch for each: the RoI head pops the proposals' boxes.
+    all_losses, everything = rois_seen(build_head(None), *batch())
+    capped_losses, capped = rois_seen(build_head(2), *batch())
+
+    num_images = len(NUM_SHAPES)
+    assert everything['box'] == capped['box']
+    assert all(count > 2 * num_images for count in everything['mask'])
+    assert capped['mask'] == [2 * num_images] * 3
+    assert capped_losses.keys() == all_losses.keys()
+    assert all(torch.isfinite(loss).all() for loss in capped_losses.values()
+               if isinstance(loss, torch.Tensor))
+
+
+def test_same_parameters_as_cascade_roi_head():
+    head = build_head(4)
+    assert isinstance(head, CascadeRoIHead) and type(head) is MaskSampledCascadeRoIHead
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(TOY_CONFIG).model
+    plain_cfg = dict(cfg.roi_head, type='CascadeRoIHead', train_cfg=cfg.train_cfg.rcnn,
+                     test_cfg=cfg.test_cfg.rcnn)
+    plain_cfg.pop('max_mask_rois')
+    plain = MODELS.build(plain_cfg)
+    assert {name: p.shape for name, p in head.state_dict().items()} == {
+        name: p.shape for name, p in plain.state_dict().items()}
+
+
+def test_keep_positives_leaves_the_sampling_result_alone():
+    from mmdet.models.task_modules.samplers import SamplingResult
+    result = SamplingResult.random(num_gts=3, num_preds=20, rng=0)
+    while len(result.pos_inds) < 3:
+        result = SamplingResult.random(num_gts=3, num_preds=20, rng=len(result.pos_inds) + 1)
+    before = {name: value.clone() for name, value in vars(result).items()
+              if isinstance(value, torch.Tensor)}
+    subset = keep_positives(result, torch.tensor([0, 2]))
+    assert torch.equal(subset.pos_inds, result.pos_inds[[0, 2]])
+    assert torch.equal(subset.pos_priors, result.pos_priors[[0, 2]])
+    assert torch.equal(subset.pos_assigned_gt_inds, result.pos_assigned_gt_inds[[0, 2]])
+    assert torch.equal(subset.pos_gt_labels, result.pos_gt_labels[[0, 2]])
+    assert torch.equal(subset.pos_gt_bboxes, result.pos_gt_bboxes[[0, 2]])
+    assert subset.num_pos == 2 and torch.equal(subset.neg_inds, result.neg_inds)
+    assert all(torch.equal(getattr(result, name), value) for name, value in before.items())
+
+
+@pytest.mark.parametrize('max_mask_rois', [0, -1])
+def test_max_mask_rois_below_one_is_refused(max_mask_rois):
+    with pytest.raises(ValueError, match='max_mask_rois'):
+        build_head(max_mask_rois)
