@@ -51,12 +51,12 @@ class MaskSampledCascadeRoIHead(CascadeRoIHead):
     def mask_loss(self, stage: int, x: Tuple[Tensor], sampling_results: List[SamplingResult],
                   batch_gt_instances: InstanceList) -> dict:
         if self.max_mask_rois is not None:
-            sampling_results = [
-                keep_positives(result, self._draw(len(result.pos_inds), result.pos_inds.device))
-                if len(result.pos_inds) > self.max_mask_rois else result
-                for result in sampling_results
-            ]
+            sampling_results = [self._at_most_max_positives(result) for result in sampling_results]
         return super().mask_loss(stage, x, sampling_results, batch_gt_instances)
 
-    def _draw(self, num_positives: int, device: torch.device) -> Tensor:
-        return torch.randperm(num_positives, device=device)[:self.max_mask_rois].sort().values
+    def _at_most_max_positives(self, result: SamplingResult) -> SamplingResult:
+        num_positives = len(result.pos_inds)
+        if num_positives <= self.max_mask_rois:
+            return result
+        drawn = torch.randperm(num_positives, device=result.pos_inds.device)[:self.max_mask_rois]
+        return keep_positives(result, drawn.sort().values)

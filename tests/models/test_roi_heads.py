@@ -15,12 +15,15 @@ IMAGE_SIZE = 128
 NUM_SHAPES = (3, 2)
 
 
-def build_head(max_mask_rois):
+def head_config() -> dict:
+    """The toy config's RoI head, with its training and test settings."""
     init_default_scope('mmdet')
     cfg = Config.fromfile(TOY_CONFIG).model
-    head = dict(cfg.roi_head, max_mask_rois=max_mask_rois, train_cfg=cfg.train_cfg.rcnn,
-                test_cfg=cfg.test_cfg.rcnn)
-    return MODELS.build(head)
+    return dict(cfg.roi_head, train_cfg=cfg.train_cfg.rcnn, test_cfg=cfg.test_cfg.rcnn)
+
+
+def build_head(max_mask_rois):
+    return MODELS.build(dict(head_config(), max_mask_rois=max_mask_rois))
 
 
 def batch():
@@ -76,10 +79,7 @@ def test_mask_heads_train_on_at_most_max_mask_rois_per_image():
 def test_same_parameters_as_cascade_roi_head():
     head = build_head(4)
     assert isinstance(head, CascadeRoIHead) and type(head) is MaskSampledCascadeRoIHead
-    init_default_scope('mmdet')
-    cfg = Config.fromfile(TOY_CONFIG).model
-    plain_cfg = dict(cfg.roi_head, type='CascadeRoIHead', train_cfg=cfg.train_cfg.rcnn,
-                     test_cfg=cfg.test_cfg.rcnn)
+    plain_cfg = dict(head_config(), type='CascadeRoIHead')
     plain_cfg.pop('max_mask_rois')
     plain = MODELS.build(plain_cfg)
     assert {name: p.shape for name, p in head.state_dict().items()} == {
