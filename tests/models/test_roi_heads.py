@@ -45,20 +45,35 @@ def batch():
 
 
 def rois_seen(head, features, proposals, samples):
-    """Losses, and how many RoIs each stage's box head and mask head ran on in one training
-    step."""
-    counts = {}
+    """Losses, and how many RoIs each stage sampled, and its box head and mask head ran on, in
+    one training step; the positives each stage sampled, per image."""
+    counts = {'sampled': [], 'positives': []}
 
     def counter(name):
         def hook(module, inputs, output):
             counts.setdefault(name, []).append(inputs[0].shape[0])
         return hook
 
+    def counting(sample):
+        def sample_and_count(*args, **kwargs):
+            result = sample(*args, **kwargs)
+            counts['positives'].append(len(result.pos_inds))
+            counts['sampled'].append(len(result.pos_inds) + len(result.neg_inds))
+            return result
+        return sample_and_count
+
     for stage in range(head.num_stages):
         head.bbox_head[stage].register_forward_hook(counter('box'))
         head.mask_head[stage].register_forward_hook(counter('mask'))
-    torch.manual_seed(0)
+        head.bbox_sampler[stage].sample = counting(head.bbox_sampler[stage].sample)
     losses = head.loss(features, proposals, samples)
+    num_images = len(samples)
+
+    def per_stage(values):
+        return [values[i:i + num_images] for i in range(0, len(values), num_images)]
+
+    counts['sampled'] = [sum(images) for images in per_stage(counts['sampled'])]
+    counts['positives'] = per_stage(counts['positives'])
     return losses, counts
 
 
@@ -67,10 +82,11 @@ def test_mask_heads_train_on_at_most_max_mask_rois_per_image():
     all_losses, everything = rois_seen(build_head(None), *batch())
     capped_losses, capped = rois_seen(build_head(2), *batch())
 
-    num_images = len(NUM_SHAPES)
-    assert everything['box'] == capped['box']
-    assert all(count > 2 * num_images for count in everything['mask'])
-    assert capped['mask'] == [2 * num_images] * 3
+    for counts in (everything, capped):
+        assert counts['box'] == counts['sampled']
+        assert all(positives > 2 for stage in counts['positives'] for positives in stage)
+    assert everything['mask'] == [sum(stage) for stage in everything['positives']]
+    assert capped['mask'] == [2 * len(NUM_SHAPES)] * 3
     assert capped_losses.keys() == all_losses.keys()
     assert all(torch.isfinite(loss).all() for loss in capped_losses.values()
                if isinstance(loss, torch.Tensor))
