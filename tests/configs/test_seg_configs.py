@@ -1,6 +1,7 @@
 """The UperNet + FasterViT ADE20K configs: they follow the training recipe, build, and run."""
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
@@ -8,10 +9,14 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import PARAM_SCHEDULERS, init_default_scope
 from mmengine.structures import PixelData
-from mmseg.registry import MODELS
+from mmseg.datasets import ADE20KDataset
+from mmseg.registry import DATASETS, MODELS
 from mmseg.structures import SegDataSample
+from PIL import Image
 
 import mmfastervit  # noqa: F401  (registers FasterViT)
+from mmfastervit.datasets import generate_ade
+from mmfastervit.datasets.synthetic_ade import ADE_SCENE_CLASSES, OTHER
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / 'configs' / 'seg'
 CHECKPOINT_ROOT = 'https://huggingface.co/ahatamiz/FasterViT/resolve/main/'
@@ -218,3 +223,31 @@ def test_slide_inference_covers_an_image_larger_than_the_window():
     assert calls == [window] * 4
     assert result.seg_logits.data.shape == (NUM_CLASSES, *size)
     assert result.pred_sem_seg.data.shape == (1, *size)
+
+
+def test_toy_config_has_one_output_per_generated_scene_class(tmp_path):
+    """The toy config's heads predict the classes of the generated scenes, and its datasets map
+    each scene class's ADE20K annotation value to that class's output; unlabelled pixels alone are
+    ignored."""
+    cfg = Config.fromfile(str(CONFIG_DIR / 'toy' / 'upernet_fastervit-0_toy-ade-224x224.py'))
+    classes = tuple(cfg.metainfo.classes)
+    assert cfg.model.decode_head.num_classes == cfg.model.auxiliary_head.num_classes == len(classes)
+    ade_values = {name: ADE20KDataset.METAINFO['classes'].index(name) + 1 for name in classes}
+    assert ade_values == ADE_SCENE_CLASSES
+
+    generate_ade(tmp_path, num_train=3, num_val=1, image_size=96, seed=0)
+    init_default_scope('mmseg')
+    load_annotations = [t for t in cfg.train_dataloader.dataset.pipeline
+                        if t.type == 'LoadAnnotations']
+    for loader in (cfg.train_dataloader, cfg.test_dataloader):
+        assert tuple(loader.dataset.metainfo.classes) == classes
+        dataset = DATASETS.build(
+            dict(loader.dataset, data_root=str(tmp_path), pipeline=load_annotations))
+        for index in range(len(dataset)):
+            sample = dataset[index]
+            annotation = np.asarray(Image.open(sample['seg_map_path']))
+            labels = sample['gt_seg_map']
+            assert (labels[annotation == OTHER] == 255).all()
+            for name, value in ADE_SCENE_CLASSES.items():
+                assert (labels[annotation == value] == classes.index(name)).all()
+            assert set(np.unique(annotation)) - {OTHER} <= set(ADE_SCENE_CLASSES.values())

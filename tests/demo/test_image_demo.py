@@ -31,7 +31,7 @@ def save_random_model(config: Path, path: Path):
     else:
         from mmseg.datasets import ADE20KDataset
         from mmseg.registry import MODELS
-        dataset_meta = dict(ADE20KDataset.METAINFO)
+        dataset_meta = ADE20KDataset(metainfo=cfg.metainfo, lazy_init=True).metainfo
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     torch.save(dict(state_dict=model.state_dict(), meta=dict(dataset_meta=dataset_meta)), path)

@@ -6,18 +6,28 @@
 _base_ = '../upernet_fastervit-0_8xb2-160k_ade20k-512x512.py'
 
 data_root = 'data/toy_ade'
+# The eleven ADE20K classes the generated scenes use (mmfastervit.datasets.synthetic_ade), instead
+# of all 150: mmseg's dataset maps a subset of its classes to indices 0..10 (the rest would be
+# ignored, but the scenes have none). With 150 outputs, the decode and auxiliary heads' logits,
+# upsampled to the full crop for the loss and the accuracy, took about a third of a training step
+# (1.7 s against 1.1 s a step of four images, 2 cores), for 139 classes that never occur.
+metainfo = dict(
+    classes=('wall', 'building', 'sky', 'floor', 'tree', 'ceiling', 'road', 'grass', 'person',
+             'mountain', 'water'))
+num_classes = len(metainfo['classes'])
 crop_size = (224, 224)
 img_scale = (896, 224)
-# 250 iterations of four images: mIoU 61.1 and 60.0 on the toy validation set (two runs), against
-# 61.7 and 67.7 after 400 (two runs, on other days), in under two thirds of the time.
+# 250 iterations of four images: mIoU 62.6 on the toy validation set (61.1 and 60.0 in two runs
+# with 150 outputs), against 61.7 and 67.7 after 400 (150 outputs, two runs on other days), in
+# under two thirds of the time.
 max_iters = 250
 warmup_iters = 50
 
 model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(init_cfg=None),
-    decode_head=dict(channels=128),
-    auxiliary_head=dict(channels=64))
+    decode_head=dict(channels=128, num_classes=num_classes),
+    auxiliary_head=dict(channels=64, num_classes=num_classes))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -39,12 +49,12 @@ train_dataloader = dict(
     batch_size=4,
     num_workers=0,
     persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+    dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=1,
     num_workers=0,
     persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+    dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 # Training from scratch on a small dataset takes a larger learning rate than fine-tuning. AdamW
