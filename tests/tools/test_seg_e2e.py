@@ -1,5 +1,5 @@
 """End to end on the CPU: tools/train.py then tools/test.py (plain and --tta) with the toy ADE20K
-config on a small generated dataset."""
+config on a small generated dataset, and a bounded run that must learn."""
 import pickle
 from pathlib import Path
 
@@ -33,6 +33,28 @@ def trained(tmp_path_factory):
     checkpoint = Path((work_dir / 'last_checkpoint').read_text().strip())
     assert checkpoint.name == 'iter_2.pth' and checkpoint.is_file()
     return data_root, checkpoint
+
+
+def test_training_beats_the_untrained_segmentor(tmp_path):
+    """A bounded run that must learn: 40 iterations of two images (20 of warm-up, then the
+    config's linear decay to zero) on eight generated scenes, then
+    tools/analysis/seg_learning_check.py on four validation scenes against the same model
+    untrained. With this seed the mIoU was 3.01 untrained and 33.96 after 40 iterations, and 3.91
+    after 40 at learning rate 0."""
+    data_root = tmp_path / 'toy_ade'
+    generate_ade(data_root, num_train=8, num_val=4, image_size=((160, 224), (160, 224)), seed=1)
+    work_dir = tmp_path / 'run'
+    output_of(
+        run_tool('tools/train.py', CONFIG, '--work-dir', work_dir, '--cfg-options',
+                 *data_options(data_root), 'train_cfg.max_iters=40',
+                 'default_hooks.checkpoint.interval=40', 'train_dataloader.batch_size=2',
+                 'param_scheduler.0.end=20', 'param_scheduler.1.begin=20',
+                 'param_scheduler.1.end=40', 'val_cfg=None', 'val_dataloader=None',
+                 'val_evaluator=None'))
+    check = run_tool('tools/analysis/seg_learning_check.py', CONFIG, work_dir / 'iter_40.pth',
+                     '--min-gain', '10', '--work-dir', tmp_path / 'check', '--cfg-options',
+                     *data_options(data_root))
+    assert 'OK: the model learned' in output_of(check)
 
 
 def test_train_then_test_reports_miou_and_paints_predictions(trained, tmp_path):
